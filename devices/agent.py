@@ -1,0 +1,472 @@
+#!/usr/bin/env python3
+"""edgekd measurement agent: run one exported model and report latency, memory and accuracy as one JSON object.
+
+This file is the only code that measures models, on the host as on a Raspberry Pi or an Android phone, so timing code
+cannot drift between places. It is copied to devices as is, hence its rules: Python stdlib + numpy, plus only the
+runtime the model needs (ai-edge-litert or tflite-runtime for .tflite, onnxruntime for .onnx, torch for .pt2),
+imported when that format is used. edgekd also imports it by file path to check exported models.
+
+    python agent.py --model m.tflite --meta m.json --data eval.npz [--threads 1] [--warmup 10] [--runs 100]
+                    [--eval-limit N] [--preds-out preds.npy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    import resource
+except ImportError:  # not on Windows; peak RSS is then reported as null
+    resource = None  # type: ignore[assignment]
+
+FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".pt2": "pt2"}
+CHUNK = 256  # samples per batch for predict() on dynamic-batch models and for preprocessing: bounds memory on a Pi
+TIMING_SAMPLES = 100  # distinct prepared samples the timed loop cycles through, so a big eval set is not copied
+
+
+class AgentError(Exception):
+    """A problem the user can fix; the message is one line naming the file involved."""
+
+
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """Runtimes raise multi-line messages; the report wants one line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _version(dist: str, module: Any) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return str(getattr(module, "__version__", "unknown"))
+
+
+def _tensor(name: str, shape: Any, dtype: Any, scale: float = 0.0, zero_point: int = 0) -> dict:
+    """One I/O tensor description, the same for every runtime; -1 marks a dynamic dimension."""
+    dims = [int(d) if isinstance(d, (int, np.integer)) and d >= 0 else -1 for d in shape]
+    quant = {"scale": float(scale), "zero_point": int(zero_point)} if scale else None
+    return {"name": name, "shape": dims, "dtype": np.dtype(dtype).name, "quantization": quant}
+
+
+class _Tflite:
+    """LiteRT interpreter, or the older tflite-runtime. Models are exported at batch 1, so predict() loops."""
+
+    def __init__(self, name: str):
+        try:
+            from ai_edge_litert import interpreter as tfl
+
+            self.runtime, self.version = "litert", _version("ai-edge-litert", tfl)
+        except ImportError:
+            try:
+                from tflite_runtime import interpreter as tfl  # type: ignore[no-redef]
+
+                self.runtime, self.version = "tflite-runtime", _version("tflite-runtime", tfl)
+            except ImportError:
+                raise AgentError(f"cannot run {name}: no TFLite runtime, pip install ai-edge-litert") from None
+        self._tfl = tfl
+
+    def load(self, path: Path, threads: int) -> None:
+        self._it = self._tfl.Interpreter(model_path=str(path), num_threads=threads)
+        self._it.allocate_tensors()
+        ins, outs = self._it.get_input_details(), self._it.get_output_details()
+        # shape_signature keeps -1 for dynamic dims where shape shows the current allocation
+        self.inputs, self.outputs = [
+            [_tensor(d["name"], d.get("shape_signature", d["shape"]), d["dtype"], *d["quantization"]) for d in ds]
+            for ds in (ins, outs)
+        ]
+        self._in, self._out = ins[0]["index"], outs[0]["index"]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self._it.set_tensor(self._in, x)
+        self._it.invoke()
+        return self._it.get_tensor(self._out)
+
+
+def _onnx_dtype(type_str: str) -> str:
+    """'tensor(float)' -> 'float32'; the integer and float16 names already match numpy's."""
+    name = type_str.removeprefix("tensor(").removesuffix(")")
+    return {"float": "float32", "double": "float64"}.get(name, name)
+
+
+class _Onnx:
+    """onnxruntime on the CPU, configured so that `threads` is really the number of cores used."""
+
+    def __init__(self, name: str):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise AgentError(f"cannot run {name}: onnxruntime is missing, pip install onnxruntime") from None
+        self.runtime, self.version, self._ort = "onnxruntime", _version("onnxruntime", ort), ort
+
+    def load(self, path: Path, threads: int) -> None:
+        ort = self._ort
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # warnings about unused initialisers etc. are noise in a benchmark log
+        self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        ins, outs = self._sess.get_inputs(), self._sess.get_outputs()
+        self.inputs, self.outputs = [[_tensor(t.name, t.shape, _onnx_dtype(t.type)) for t in ts] for ts in (ins, outs)]
+        self._in, self._out = ins[0].name, [outs[0].name]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._sess.run(self._out, {self._in: x})[0]
+
+
+class _Torch:
+    """A torch.export ExportedProgram (.pt2): the reference that the exported files are checked against."""
+
+    def __init__(self, name: str):
+        try:
+            import torch
+        except ImportError:
+            raise AgentError(f"cannot run {name}: torch is missing, pip install torch") from None
+        self.runtime, self.version, self._torch = "torch", torch.__version__, torch
+
+    def load(self, path: Path, threads: int) -> None:
+        self._torch.set_num_threads(threads)
+        program = self._torch.export.load(str(path))
+        self._module = program.module()
+        nodes = list(program.graph.nodes)
+        vals = {n.name: n.meta.get("val") for n in nodes if n.op == "placeholder"}
+        self.inputs = [self._describe(name, vals.get(name)) for name in program.graph_signature.user_inputs]
+        self.outputs = [self._describe(n.name, n.meta.get("val")) for n in nodes[-1].args[0] if hasattr(n, "meta")]
+
+    @staticmethod
+    def _describe(name: str, val: Any) -> dict:
+        shape, dtype = (list(val.shape), str(val.dtype)[6:]) if hasattr(val, "shape") else ([], "float32")
+        return _tensor(name, shape, dtype)  # a non-tensor input or output shows as [] float32
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            out = self._module(self._torch.from_numpy(x))
+        return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
+
+
+_BACKENDS = {"tflite": _Tflite, "onnx": _Onnx, "pt2": _Torch}
+
+
+def _check_meta(meta: Any, where: str) -> dict:
+    """Metadata travels with the model; the agent never guesses shape, layout or normalisation."""
+    if not isinstance(meta, dict):
+        raise AgentError(f"{where}: meta must be a JSON object")
+    shape = meta.get("input_shape")
+    if not (isinstance(shape, list) and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape)):
+        raise AgentError(f"{where}: meta input_shape must be [1, C, H, W] (NCHW terms), got {shape!r}")
+    if meta.get("input_layout") not in ("NCHW", "NHWC"):
+        raise AgentError(f"{where}: meta input_layout must be 'NCHW' or 'NHWC', got {meta.get('input_layout')!r}")
+    for key in ("mean", "std"):  # absent means the model normalises internally; one value means every channel
+        value = meta.get(key, [1.0])
+        if not isinstance(value, list) or len(value) not in (1, shape[1]) or (key == "std" and 0 in value):
+            raise AgentError(f"{where}: meta {key} must be {shape[1]} per-channel values (std non-zero), got {value!r}")
+    return meta
+
+
+def _round_half_away(v: np.ndarray) -> np.ndarray:
+    # TFLite's own quantize kernels round half away from zero; np.round rounds half to even.
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
+class Runner:
+    """One loaded model behind one interface: prepare() raw images, predict() logits, invoke_once() for timing."""
+
+    def __init__(self, model_path: str, meta: dict, threads: int = 1):
+        # Taken before the runtime is imported, so peak - before is what the runtime and the model cost.
+        self.rss_before_load_mb = _rss_now_mb()
+        path = Path(model_path)
+        self.model_path, self.threads = str(path), int(threads)
+        self.meta = _check_meta(meta, path.name)
+        if not path.is_file():
+            raise AgentError(f"model file not found: {path}")
+        if path.suffix.lower() not in FORMATS:
+            raise AgentError(f"{path.name}: unknown model format, expected one of {', '.join(FORMATS)}")
+        if self.threads < 1:
+            raise AgentError(f"threads must be >= 1, got {threads}")
+        self.format = FORMATS[path.suffix.lower()]
+        self._backend = _BACKENDS[self.format](path.name)  # imports the runtime, or says which package to install
+        self.runtime, self.runtime_version = self._backend.runtime, self._backend.version
+        start = time.perf_counter_ns()  # load time is creating the interpreter/session, not importing the runtime
+        try:
+            self._backend.load(path, self.threads)
+        except Exception as exc:  # truncated or corrupt file, unsupported op: the runtime's own words, one line
+            raise AgentError(f"{self.runtime} cannot load {path.name}: {_one_line(exc)}") from None
+        self.load_time_ms = (time.perf_counter_ns() - start) / 1e6
+        self.rss_after_load_mb = _rss_now_mb()
+        self.last_preds: np.ndarray | None = None  # argmax of the last benchmark() eval, for --preds-out
+
+        _, c, h, w = meta["input_shape"]
+        self._chw = (c, h, w)
+        self._mean = np.asarray(meta.get("mean", [0.0]), dtype=np.float32).reshape(1, -1, 1, 1)
+        self._std = np.asarray(meta.get("std", [1.0]), dtype=np.float32).reshape(1, -1, 1, 1)
+        self._nhwc = meta["input_layout"] == "NHWC"
+        inp = self._backend.inputs[0]
+        want = [h, w, c] if self._nhwc else [c, h, w]
+        got = inp["shape"][1:]
+        if len(got) != 3 or any(got[i] not in (-1, want[i]) for i in range(3)):
+            raise AgentError(
+                f"{path.name}: model input shape {inp['shape']} does not match meta input_shape "
+                f"{meta['input_shape']} with layout {meta['input_layout']} (expected [N, {', '.join(map(str, want))}])"
+            )
+        # A batch dim fixed at 1 (TFLite, static ONNX/pt2 exports) means one sample per call.
+        self._batch1 = inp["shape"][0] == 1
+
+    def io_details(self) -> dict:
+        return {"inputs": self._backend.inputs, "outputs": self._backend.outputs}
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        """Raw float images in [0, 1], (N, C, H, W) -> the model's input tensor: normalised, laid out, quantised."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != self._chw:
+            raise AgentError(
+                f"input has shape {tuple(x.shape)}, {Path(self.model_path).name} expects "
+                f"(N, {', '.join(map(str, self._chw))}) raw NCHW images (meta input_shape)"
+            )
+        x = (x - self._mean) / self._std
+        if self._nhwc:
+            x = x.transpose(0, 2, 3, 1)
+        inp = self._backend.inputs[0]
+        dtype = np.dtype(inp["dtype"])
+        if dtype.kind in "iu":
+            if not inp["quantization"]:
+                raise AgentError(f"{Path(self.model_path).name}: {dtype.name} input has no scale/zero_point")
+            q, info = inp["quantization"], np.iinfo(dtype)
+            x = np.clip(_round_half_away(x / q["scale"]) + q["zero_point"], info.min, info.max)
+        return np.ascontiguousarray(x, dtype=dtype)
+
+    def invoke_once(self, x1: np.ndarray) -> None:
+        """The timed unit: set the input, invoke, read the output, for one prepared batch-1 sample."""
+        self._backend.run(x1)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Raw images (N, C, H, W) in [0, 1] -> float32 logits (N, K), integer outputs dequantised."""
+        x = np.asarray(x)
+        if len(x) == 0:
+            raise AgentError("predict() got an empty batch")
+        step, outs = (1 if self._batch1 else CHUNK), []
+        for i in range(0, len(x), CHUNK):  # prepare in chunks: a float copy of a whole eval set may not fit on a Pi
+            prepared = self.prepare(x[i : i + CHUNK])
+            outs += [self._backend.run(prepared[j : j + step]) for j in range(0, len(prepared), step)]
+        out, q = np.concatenate(outs), self._backend.outputs[0]["quantization"]
+        if q and out.dtype.kind in "iu":
+            out = (out.astype(np.float32) - q["zero_point"]) * q["scale"]
+        return out.astype(np.float32, copy=False).reshape(len(x), -1)
+
+
+def load_runner(model_path: str, meta: dict, threads: int = 1) -> Runner:
+    return Runner(model_path, meta, threads)
+
+
+def _rss_now_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 2)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _peak_rss_mb()  # no /proc (macOS): the peak so far is the best stand-in
+
+
+def _peak_rss_mb() -> float | None:
+    if resource is None:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / 2**20 if sys.platform == "darwin" else peak / 1024, 2)  # bytes on macOS, KB on Linux
+
+
+def _top1(preds: np.ndarray, ref: np.ndarray | None, name: str) -> float | None:
+    if ref is None:
+        return None
+    ref = np.asarray(ref).reshape(-1)
+    if len(ref) < len(preds):
+        raise AgentError(f"{name} has {len(ref)} entries but {len(preds)} samples are evaluated")
+    return float(np.mean(preds == ref[: len(preds)]))
+
+
+def benchmark(
+    runner: Runner,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray | None = None,
+    teacher_pred: np.ndarray | None = None,
+    warmup: int = 10,
+    runs: int = 100,
+    eval_limit: int | None = None,
+) -> dict:
+    """Time `runs` batch-1 invocations after `warmup`, then evaluate top-1 on the first `eval_limit` samples."""
+    if runs < 1 or warmup < 0:
+        raise AgentError(f"runs must be >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
+    n = len(x_eval) if eval_limit is None else min(int(eval_limit), len(x_eval))
+    if n < 1:
+        raise AgentError("the evaluation set is empty")
+    # Preprocessing happens here, outside the timed region: the latency is the model's, not numpy's.
+    samples = runner.prepare(x_eval[: min(n, TIMING_SAMPLES)])
+    k = len(samples)
+    for i in range(warmup):
+        runner.invoke_once(samples[i % k : i % k + 1])
+    times_ns = np.empty(runs, dtype=np.int64)
+    gc_was_on = gc.isenabled()
+    gc.disable()  # as timeit does: a collection landing inside one run would be charged to the model
+    try:
+        for i in range(runs):
+            x1 = samples[i % k : i % k + 1]
+            start = time.perf_counter_ns()
+            runner.invoke_once(x1)
+            times_ns[i] = time.perf_counter_ns() - start
+    finally:
+        if gc_was_on:
+            gc.enable()
+    ms = times_ns / 1e6
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    latency = {"mean": ms.mean(), "std": ms.std(), "p50": p50, "p90": p90, "p99": p99, "min": ms.min(), "max": ms.max()}
+
+    preds = runner.predict(x_eval[:n]).argmax(axis=1).astype(np.int64)
+    runner.last_preds = preds
+    return {
+        "status": "ok",
+        "format": runner.format,
+        "runtime": runner.runtime,
+        "runtime_version": runner.runtime_version,
+        "precision": runner.meta.get("precision"),
+        "threads": runner.threads,
+        "io": runner.io_details(),
+        "load_time_ms": round(runner.load_time_ms, 3),
+        "latency_ms": {key: round(float(v), 4) for key, v in latency.items()},
+        "runs": runs,
+        "warmup": warmup,
+        "throughput_ips": round(1000.0 / float(ms.mean()), 2),
+        "peak_rss_mb": _peak_rss_mb(),
+        "rss_before_load_mb": runner.rss_before_load_mb,
+        "rss_after_load_mb": runner.rss_after_load_mb,
+        "accuracy": _top1(preds, y_eval, "y"),
+        "teacher_agreement": _top1(preds, teacher_pred, "teacher_pred"),
+        "n_eval": n,
+        "device": device_facts(),
+    }
+
+
+def _key_values(path: str, sep: str) -> dict[str, str]:
+    """'key<sep>value' lines (/proc/cpuinfo, /etc/os-release); the first occurrence of a key wins."""
+    out: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, found, value = line.partition(sep)
+                if found and key.strip() not in out:
+                    out[key.strip()] = value.strip().strip('"')
+    except OSError:
+        pass
+    return out
+
+
+def device_facts() -> dict:
+    cpu = _key_values("/proc/cpuinfo", ":")
+    release = _key_values("/etc/os-release", "=")
+    # x86 has 'model name'; 64-bit Raspberry Pi OS has only 'Model' (the board) and some ARM kernels 'Hardware'.
+    model = cpu.get("model name") or cpu.get("Model") or cpu.get("Hardware") or platform.processor()
+    try:
+        usable = len(os.sched_getaffinity(0))  # what taskset/cgroups leave us, may be fewer than the machine has
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    os_name = platform.platform()
+    if release.get("PRETTY_NAME"):
+        os_name += f" ({release['PRETTY_NAME']})"
+    return {
+        "cpu_model": model or platform.machine(),
+        "board": cpu.get("Model"),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "os": os_name,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise AgentError(f"bad arguments: {message}")  # keep the one-JSON-line contract even for usage errors
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = _Parser(description="Benchmark one exported model (.tflite, .onnx, .pt2); prints one JSON object.")
+    p.add_argument("--model", required=True, help="model file: .tflite, .onnx or .pt2")
+    p.add_argument("--meta", required=True, help="JSON metadata: input_shape, input_layout, mean, std, labels")
+    p.add_argument("--data", required=True, help=".npz with x (float32 N,C,H,W in [0,1]), optional y, teacher_pred")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate accuracy on the first N samples only")
+    p.add_argument("--preds-out", default=None, help="save the top-1 predictions (int64 .npy) here")
+    return p.parse_args(argv)
+
+
+def _load_eval(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:
+        raise AgentError(f"data file {path} is not a readable .npz: {_one_line(exc)}") from None
+    if "x" not in arrays:
+        raise AgentError(f"data file {path} has no 'x' array (found: {', '.join(arrays) or 'nothing'})")
+    x = arrays["x"]
+    if x.dtype.kind != "f":
+        raise AgentError(f"data file {path}: x is {x.dtype}, expected float32 raw images in [0, 1]")
+    if x.size and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
+        raise AgentError(f"data file {path}: x spans [{x.min():.3g}, {x.max():.3g}], expected raw images in [0, 1]")
+    return x.astype(np.float32, copy=False), arrays.get("y"), arrays.get("teacher_pred")
+
+
+def _run(args: argparse.Namespace) -> dict:
+    model, meta_path, data = Path(args.model), Path(args.meta), Path(args.data)
+    for path, what in ((model, "model"), (meta_path, "meta"), (data, "data")):
+        if not path.is_file():
+            raise AgentError(f"{what} file not found: {path}")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AgentError(f"meta file {meta_path} is not valid JSON: {_one_line(exc)}") from None
+    x, y, teacher = _load_eval(data)  # before the model, so rss_before_load_mb already includes the data
+    runner = load_runner(str(model), meta, args.threads)
+    try:
+        result = benchmark(runner, x, y, teacher, warmup=args.warmup, runs=args.runs, eval_limit=args.eval_limit)
+    except AgentError as exc:  # benchmark() only complains about the data: wrong shape, too few labels
+        raise AgentError(f"data file {data}: {exc}") from None
+    except Exception as exc:  # a runtime failing mid-run (bad op, wrong dtype): name the model it happened on
+        raise AgentError(f"{runner.runtime} failed running {model.name}: {_one_line(exc)}") from None
+    if args.preds_out:
+        np.save(args.preds_out, runner.last_preds)
+    return {"model": model.name, "size_bytes": model.stat().st_size, **result}
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Runtimes print from C code straight to fd 1; send all of it to stderr so stdout holds only our JSON line.
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        result, code = _run(_parse(argv)), 0
+    except AgentError as exc:
+        result, code = {"status": "failed", "error": str(exc)}, 1
+    except Exception as exc:  # anything unforeseen still ends as one JSON line, never a traceback
+        result, code = {"status": "failed", "error": f"{type(exc).__name__}: {_one_line(exc)}"}, 1
+    finally:
+        sys.stdout.flush()
+        os.dup2(real_stdout, 1)
+        os.close(real_stdout)
+    print(json.dumps(result))
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

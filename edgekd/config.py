@@ -1,0 +1,272 @@
+"""Pipeline configuration: YAML -> pydantic models, one typed config per stage, errors at their YAML path and line.
+
+YAML is read with ``yaml.safe_load`` (no tags that build objects). Every stage's config class lives with its stage and is
+found through the stage registry, so adding a stage never touches this file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgekd.errors import ConfigError
+
+
+class Strict(BaseModel):
+    """Base for every config block: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class ModelSpec(Strict):
+    """A model from the zoo (``name``) or the user's own class (``import: package.module:Class``)."""
+
+    name: str | None = None
+    import_: str | None = Field(None, alias="import")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if (self.name is None) == (self.import_ is None):
+            raise ValueError("give exactly one of 'name' (a zoo model) or 'import' (package.module:Class)")
+        if self.name is not None:
+            from edgekd.models.registry import MODELS
+            import edgekd.models.zoo  # noqa: F401
+
+            if self.name not in MODELS:
+                raise ValueError(MODELS.unknown_message(self.name))
+        return self
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "import": self.import_, "kwargs": self.kwargs}
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1, le=65_536)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(2e-3, gt=0, le=10)
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    step_size: int = Field(10, ge=1, description="epochs between lr drops (schedule: step)")
+    gamma: float = Field(0.1, gt=0, le=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class AugmentConfig(Strict):
+    enabled: bool = True
+    max_shift: float = Field(2.0, ge=0, le=64, description="pixels")
+    max_rotate_deg: float = Field(10.0, ge=0, le=180)
+
+
+class DataConfig(Strict):
+    source: Literal["digits", "folder", "npz"] = "digits"
+    path: str | None = None
+    image_size: int = Field(32, ge=4, le=1024)
+    channels: Literal[1, 3] | None = None
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+    split_seed: int = 0
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    labels: list[str] | None = None
+    on_corrupt: Literal["fail", "skip"] = "fail"
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.source in ("folder", "npz") and not self.path:
+            raise ValueError(f"data source '{self.source}' needs 'path'")
+        if self.source == "folder" and self.channels is None:
+            self.channels = 3
+        if self.source == "digits" and self.channels not in (None, 1):
+            raise ValueError("the digits data set has 1 channel")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError("every std value must be > 0")
+        return self
+
+
+class StageConfig(Strict):
+    """Fields every stage has. ``name`` defaults to the stage kind and names its output folder."""
+
+    stage: str
+    name: str | None = None
+    enabled: bool = True
+
+    @property
+    def id(self) -> str:
+        return self.name or self.stage
+
+
+class PipelineConfig(Strict):
+    name: str = Field("pipeline", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    output_dir: str | None = None
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    data: DataConfig = Field(default_factory=DataConfig)
+    stages: list[Any] = Field(min_length=1)
+
+    def stage(self, stage_id: str) -> StageConfig | None:
+        return next((s for s in self.stages if s.id == stage_id), None)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """Line (1-based) of the YAML node at ``loc``, or of its closest existing parent."""
+    line = None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+            if node is None:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return line
+    return node.start_mark.line + 1 if node is not None else line
+
+
+def _fmt_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _errors_from(exc: ValidationError, prefix: tuple, root: yaml.Node | None, where: str) -> list[str]:
+    msgs = []
+    for err in exc.errors():
+        loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        line = _line_of(root, loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        at = f"{where}:{line}: " if line else f"{where}: "
+        msgs.append(f"{at}{_fmt_loc(loc)}: {msg}")
+    return msgs
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set '{item}' must look like dotted.key=value")
+    key, _, raw = item.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set '{item}': empty key")
+    return parts, value
+
+
+def apply_overrides(doc: dict, overrides: list[str]) -> dict:
+    """Apply ``dotted.key=value`` overrides; the first part may be a top-level key or a stage's name."""
+    for item in overrides:
+        parts, value = parse_override(item)
+        target: Any = doc
+        head = parts[0]
+        if head not in doc and isinstance(doc.get("stages"), list):
+            target = next((s for s in doc["stages"] if isinstance(s, dict) and (s.get("name") or s.get("stage"))
+                           == head), None)
+            if target is None:
+                raise ConfigError(f"--set '{item}': '{head}' is neither a top-level key nor a stage name")
+            parts = parts[1:]
+        for p in parts[:-1]:
+            if isinstance(target, list) and p.isdigit() and int(p) < len(target):
+                target = target[int(p)]
+                continue
+            if not isinstance(target, dict):
+                raise ConfigError(f"--set '{item}': '{p}' is not a mapping")
+            target = target.setdefault(p, {})
+        if not isinstance(target, dict) or not parts:
+            raise ConfigError(f"--set '{item}': cannot set a value there")
+        target[parts[-1]] = value
+    return doc
+
+
+def load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    if not path.is_file():
+        raise ConfigError(f"pipeline file '{path}' does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read pipeline file '{path}': {exc}") from None
+    return parse_yaml_text(text, str(path))
+
+
+def parse_yaml_text(text: str, where: str) -> tuple[Any, yaml.Node | None]:
+    try:
+        doc = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}{line}: malformed YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply") from None
+    return doc, root
+
+
+def validate_document(doc: Any, root: yaml.Node | None = None, where: str = "<pipeline>") -> PipelineConfig:
+    """Validate a parsed pipeline document; every error found is reported together in one ConfigError."""
+    from edgekd.stages import STAGES
+
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: a pipeline must be a YAML mapping with a 'stages' list")
+    errors: list[str] = []
+    try:
+        cfg = PipelineConfig.model_validate({**doc, "stages": doc.get("stages") or []})
+    except ValidationError as exc:
+        errors += _errors_from(exc, (), root, where)
+        cfg = None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply") from None
+    stages = []
+    raw_stages = doc.get("stages") if isinstance(doc.get("stages"), list) else []
+    for i, raw in enumerate(raw_stages):
+        if not isinstance(raw, dict) or "stage" not in raw:
+            errors.append(f"{where}:{_line_of(root, ('stages', i))}: stages[{i}]: each stage needs a 'stage' key "
+                          f"(one of: {', '.join(STAGES.names())})")
+            continue
+        if not isinstance(raw["stage"], str) or raw["stage"] not in STAGES:
+            errors.append(f"{where}:{_line_of(root, ('stages', i, 'stage'))}: stages[{i}].stage: "
+                          + STAGES.unknown_message(str(raw["stage"])))
+            continue
+        try:
+            stages.append(STAGES.get(raw["stage"]).config_cls.model_validate(raw))
+        except ValidationError as exc:
+            errors += _errors_from(exc, ("stages", i), root, where)
+        except RecursionError:
+            raise ConfigError(f"{where}: YAML nested too deeply") from None
+    ids = [s.id for s in stages]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        errors.append(f"{where}: stages: names must be unique (give 'name:' to repeated stages): {', '.join(dupes)}")
+    if errors:
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + " | ".join(errors))
+    assert cfg is not None
+    cfg.stages = stages
+    return cfg
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read, override and validate a pipeline YAML file."""
+    path = Path(path)
+    doc, root = load_yaml(path)
+    if overrides:
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{path}: a pipeline must be a YAML mapping")
+        doc = apply_overrides(doc, overrides)
+    return validate_document(doc, root, str(path))

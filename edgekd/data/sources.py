@@ -1,0 +1,147 @@
+"""Dataset sources: the bundled digits, an image-folder tree and NumPy ``.npz`` arrays.
+
+Each source returns images as float32 in [0, 1], layout N x C x H x W at the configured size, integer labels and class
+names. Splitting, normalisation statistics and augmentation are shared and live elsewhere.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgekd.errors import DataError
+from edgekd.registry import Registry
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+SOURCES: Registry = Registry("data source")
+
+
+@dataclass
+class RawData:
+    x: np.ndarray  # float32 (N, C, H, W) in [0, 1]
+    y: np.ndarray  # int64 (N,)
+    labels: list[str]
+    splits: dict[str, tuple[np.ndarray, np.ndarray]] | None = None  # pre-split data (npz with x_val, ...)
+
+
+def resize(x: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize (antialiased when shrinking) of an N x C x H x W float array to size x size."""
+    if x.shape[-2:] == (size, size):
+        return x.astype(np.float32)
+    t = torch.from_numpy(x.astype(np.float32))
+    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out.clamp_(0.0, 1.0).numpy()
+
+
+@SOURCES.register("digits")
+def load_digits_source(cfg) -> RawData:
+    """scikit-learn's handwritten digits: 1,797 real 8x8 greyscale images, 10 classes, shipped with the package."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images.astype(np.float32) / 16.0)[:, None]
+    return RawData(resize(x, cfg.image_size), d.target.astype(np.int64), [str(i) for i in range(10)])
+
+
+def _load_image(path: Path, channels: int, size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"corrupt or unreadable image '{path}': {str(exc).splitlines()[0][:120]}") from None
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+@SOURCES.register("folder")
+def load_folder_source(cfg) -> RawData:
+    """An image-folder tree: ``root/<class name>/<image>``; classes sorted by name."""
+    root = Path(cfg.path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"dataset folder '{root}' does not exist")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"dataset folder '{root}' has no class subfolders (expected root/<class>/<image>)")
+    xs, ys = [], []
+    for idx, name in enumerate(classes):
+        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"class folder '{root / name}' has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for f in files:
+            try:
+                xs.append(_load_image(f, cfg.channels, cfg.image_size))
+            except DataError as exc:
+                if cfg.on_corrupt == "fail":
+                    raise
+                warnings.warn(f"skipping {exc}", stacklevel=2)
+                continue
+            ys.append(idx)
+    if not xs:
+        raise DataError(f"dataset folder '{root}' has no readable images")
+    return RawData(np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64), classes)
+
+
+def _npz_images(arr: np.ndarray, name: str, path: Path, channels: int | None) -> np.ndarray:
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"array '{name}' in '{path}' is not numeric (dtype {arr.dtype})")
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4:
+        raise DataError(f"array '{name}' in '{path}' must be N x H x W or N x C x H x W (got shape {arr.shape})")
+    if arr.shape[1] not in (1, 3) and arr.shape[-1] in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)  # NHWC -> NCHW
+    if channels is not None and arr.shape[1] != channels:
+        raise DataError(f"array '{name}' in '{path}' has {arr.shape[1]} channels, the config says {channels}")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise DataError(f"array '{name}' in '{path}' contains NaN or Inf values")
+    if arr.min() < 0.0 or arr.max() > 1.0:
+        raise DataError(f"array '{name}' in '{path}' must hold uint8 or floats in [0, 1] (found {arr.min():.3g}.."
+                        f"{arr.max():.3g})")
+    return arr
+
+
+def _npz_labels(arr: np.ndarray, name: str, path: Path) -> np.ndarray:
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(f"array '{name}' in '{path}' must be a 1-D integer array of labels (got {arr.dtype}"
+                        f" {arr.shape})")
+    return arr.astype(np.int64)
+
+
+@SOURCES.register("npz")
+def load_npz_source(cfg) -> RawData:
+    """``.npz`` with ``x`` (images) and ``y`` (labels); optional ``x_val/y_val``, ``x_test/y_test``, ``labels``."""
+    path = Path(cfg.path).expanduser()
+    if not path.is_file():
+        raise DataError(f"npz file '{path}' does not exist")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"'{path}' is not a readable .npz file: {str(exc)[:120]}") from None
+    with npz:
+        if "x" not in npz or "y" not in npz:
+            raise DataError(f"npz file '{path}' must contain arrays 'x' and 'y' (found {', '.join(npz.files)})")
+        x = resize(_npz_images(npz["x"], "x", path, cfg.channels), cfg.image_size)
+        y = _npz_labels(npz["y"], "y", path)
+        if len(x) != len(y):
+            raise DataError(f"npz file '{path}': 'x' has {len(x)} images but 'y' has {len(y)} labels")
+        splits = {}
+        for split in ("val", "test"):
+            if f"x_{split}" in npz:
+                xs = resize(_npz_images(npz[f"x_{split}"], f"x_{split}", path, cfg.channels), cfg.image_size)
+                splits[split] = (xs, _npz_labels(npz[f"y_{split}"], f"y_{split}", path))
+        n_classes = int(max([y.max()] + [s[1].max() for s in splits.values()])) + 1
+        labels = [str(v) for v in npz["labels"]] if "labels" in npz else [str(i) for i in range(n_classes)]
+    for name, lab in [("y", y)] + [(f"y_{k}", v[1]) for k, v in splits.items()]:
+        if lab.min() < 0 or lab.max() >= len(labels):
+            raise DataError(f"array '{name}' in '{path}' has labels outside 0..{len(labels) - 1}")
+    return RawData(x, y, labels, splits or None)

@@ -1,0 +1,174 @@
+"""The runner: resolve stages, hash, reuse or run each one, write manifests.
+
+Every stage writes into a private staging folder; only when it succeeds is its manifest written (last) and the folder
+renamed into place. A stage is reused when its manifest's cache key matches and every output still has its recorded
+hash, so an interrupted run or a file altered after the fact is never trusted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.metadata
+import json
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgekd import __version__
+from edgekd.artifacts import Artifact
+from edgekd.config import PipelineConfig, StageConfig
+from edgekd.console import log
+from edgekd.errors import EdgekdError, StageError
+from edgekd.fsutil import atomic_write_json, json_sha256
+from edgekd.stages import STAGES, DATA_STAGE
+from edgekd.stages.base import Stage, StageContext
+
+MANIFEST = "manifest.json"
+BASE_LIBRARIES = ("torch", "numpy")
+
+
+def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+    out = {"edgekd": __version__}
+    for n in BASE_LIBRARIES + names:
+        try:
+            out[n] = importlib.metadata.version(n)
+        except importlib.metadata.PackageNotFoundError:
+            out[n] = "absent"
+    return out
+
+
+def cache_key(stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact]) -> str:
+    """Hash of everything that can change a stage's outputs: its config, inputs' content, seed, device, versions."""
+    config = cfg.model_dump(mode="json", exclude={"enabled"})
+    return json_sha256({"stage": stage.name, "config": config, "seed": pipeline.seed, "device": pipeline.device,
+                        "inputs": {k: v.sha256 for k, v in sorted(inputs.items())},
+                        "versions": library_versions(stage.libraries)})
+
+
+@dataclass
+class StageResult:
+    id: str
+    stage: str
+    status: str  # ran | cached | disabled
+    seconds: float = 0.0
+    outputs: list[Artifact] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    stages: list[StageResult]
+    artifacts: dict[str, Artifact]
+
+    @property
+    def report(self) -> dict | None:
+        rep = next((a for a in self.artifacts.values() if a.kind == "report"), None)
+        return json.loads(rep.path.read_text()) if rep else None
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """One ``edgekd run`` per run directory at a time; a second one is refused with a clear message."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(run_dir / ".lock", "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise EdgekdError(f"another edgekd run is using '{run_dir}'; wait for it or use another --output-dir") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def load_cached(out_dir: Path, key: str) -> tuple[list[Artifact], list[str]] | None:
+    """The stage's recorded outputs when its manifest matches ``key`` and every file still has its hash."""
+    try:
+        manifest = json.loads((out_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("key") != key:
+        return None
+    outputs = [Artifact.from_manifest(e, out_dir) for e in manifest.get("outputs", [])]
+    if not all(a.verify() for a in outputs):
+        log(f"  [yellow]{out_dir.name}: an output changed on disk since it was written; re-running[/]")
+        return None
+    return outputs, manifest.get("notes", [])
+
+
+def _run_stage(stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact],
+               out_dir: Path, key: str) -> StageResult:
+    staging = out_dir.parent / ".staging" / out_dir.name
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    ctx = StageContext(out_dir=staging, pipeline=pipeline, stage_id=cfg.id)
+    t0 = time.perf_counter()
+    try:
+        outputs = stage.run(cfg, ctx, inputs)
+    except StageError:
+        raise
+    except EdgekdError as exc:
+        raise StageError(cfg.id, str(exc)) from exc
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a library failure, reported once and named by stage
+        if os.environ.get("EDGEKD_DEBUG") == "1":
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise StageError(cfg.id, f"{type(exc).__name__}: {first}") from exc
+    seconds = time.perf_counter() - t0
+    manifest = {"stage": stage.name, "id": cfg.id, "key": key, "config": cfg.model_dump(mode="json"),
+                "inputs": {k: v.sha256 for k, v in sorted(inputs.items())},
+                "versions": library_versions(stage.libraries), "seconds": round(seconds, 3),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "notes": ctx.notes,
+                "outputs": [a.to_manifest(staging) for a in outputs]}
+    atomic_write_json(staging / MANIFEST, manifest)  # the manifest is written last: it marks the stage complete
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+    final = [Artifact.from_manifest(e, out_dir) for e in manifest["outputs"]]
+    return StageResult(cfg.id, stage.name, "ran", seconds, final, ctx.notes)
+
+
+def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, force: bool = False) -> RunResult:
+    """Run every enabled stage in order, reusing cached outputs unless ``force``."""
+    run_dir = Path(run_dir or pipeline.output_dir or Path("runs") / pipeline.name)
+    store: dict[str, Artifact] = {}
+    results: list[StageResult] = []
+    with run_lock(run_dir):
+        plan = [(DATA_STAGE, DATA_STAGE.config_cls(stage="data", **pipeline.data.model_dump()))]
+        plan += [(STAGES.get(c.stage), c) for c in pipeline.stages]
+        for idx, (stage, cfg) in enumerate(plan):
+            if not cfg.enabled:
+                results.append(StageResult(cfg.id, stage.name, "disabled"))
+                log(f"[dim]- {cfg.id}: disabled[/]")
+                continue
+            inputs = {n: store[n] for n in stage.inputs(cfg, store)}
+            key = cache_key(stage, cfg, pipeline, inputs)
+            out_dir = run_dir / f"{idx:02d}_{cfg.id}"
+            cached = None if force else load_cached(out_dir, key)
+            if cached is not None:
+                outputs, notes = cached
+                res = StageResult(cfg.id, stage.name, "cached", 0.0, outputs, notes)
+                log(f"[green]✓[/] {cfg.id}: cached")
+            else:
+                log(f"[bold cyan]▶ {cfg.id}[/]")
+                res = _run_stage(stage, cfg, pipeline, inputs, out_dir, key)
+                log(f"[green]✓[/] {cfg.id}: done in {res.seconds:.1f} s")
+            results.append(res)
+            store.update({a.name: a for a in res.outputs})
+        shutil.rmtree(run_dir / ".staging", ignore_errors=True)
+        atomic_write_json(run_dir / "run.json", {
+            "pipeline": pipeline.name, "edgekd_version": __version__,
+            "stages": [{"id": r.id, "stage": r.stage, "status": r.status, "seconds": round(r.seconds, 3)}
+                       for r in results],
+            "artifacts": {k: a.to_manifest(run_dir) for k, a in store.items()}})
+    return RunResult(run_dir, results, store)

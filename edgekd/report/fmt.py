@@ -1,0 +1,178 @@
+"""Number and cell formatting shared by the markdown, HTML and terminal reports.
+
+All three renderers call :func:`variant_cells` so a number looks the same wherever it is read; the renderers only
+add their own escaping and styling.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+MISSING = "—"  # shown for a value that was not measured (None, NaN) so it is not mistaken for zero
+
+COLUMNS: tuple[str, ...] = (
+    "Variant",
+    "Format",
+    "Precision",
+    "Status",
+    "Size (KB)",
+    "Params",
+    "MACs",
+    "Accuracy %",
+    "Agreement w/ teacher %",
+    "Latency mean / p50 / p90 / p99 ms",
+    "Throughput/s",
+    "Peak RSS MB",
+)
+
+# Columns holding numbers: renderers right-align these so digits line up.
+NUMERIC_COLUMNS: frozenset[str] = frozenset(COLUMNS[4:])
+
+LATENCY_KEYS: tuple[str, ...] = ("mean", "p50", "p90", "p99")
+
+# Plot file names and captions; kept here so markdown/HTML can reference them without importing matplotlib.
+PLOT_FILES: dict[str, str] = {
+    "accuracy_vs_latency.png": "Accuracy vs latency",
+    "accuracy_vs_size.png": "Accuracy vs size",
+}
+
+
+def as_float(x: Any) -> float | None:
+    """``x`` as a float, or None when it is missing or not a finite number (NaN would print as 'nan')."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def fmt_num(x: Any, digits: int = 1) -> str:
+    f = as_float(x)
+    return MISSING if f is None else f"{f:,.{digits}f}"
+
+
+def fmt_kb(size_bytes: Any) -> str:
+    """Bytes as KB (1 KB = 1024 bytes); small models keep a decimal so fp16/int8 differences stay visible."""
+    f = as_float(size_bytes)
+    if f is None:
+        return MISSING
+    kb = f / 1024.0
+    return f"{kb:,.1f}" if kb < 10_000 else f"{kb:,.0f}"
+
+
+def fmt_count(x: Any) -> str:
+    """Parameter / MAC counts with an SI suffix: 1234567 -> '1.23M'."""
+    f = as_float(x)
+    if f is None:
+        return MISSING
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(f) >= div:
+            return f"{f / div:.2f}{suffix}"
+    return f"{f:.0f}"
+
+
+def fmt_pct(fraction: Any) -> str:
+    """A 0..1 fraction as a percentage with two decimals (accuracy deltas of 0.1 pt matter here)."""
+    f = as_float(fraction)
+    return MISSING if f is None else f"{f * 100:.2f}"
+
+
+def fmt_ms(x: Any) -> str:
+    """Milliseconds with about three significant digits: sub-ms edge models need decimals, big ones do not."""
+    f = as_float(x)
+    if f is None:
+        return MISSING
+    if abs(f) >= 100:
+        return f"{f:,.0f}"
+    if abs(f) >= 10:
+        return f"{f:.1f}"
+    if abs(f) >= 1:
+        return f"{f:.2f}"
+    return f"{f:.3f}"
+
+
+def fmt_latency(lat: Any, sep: str = " / ") -> str:
+    if not isinstance(lat, dict) or all(as_float(lat.get(k)) is None for k in LATENCY_KEYS):
+        return MISSING
+    return sep.join(fmt_ms(lat.get(k)) for k in LATENCY_KEYS)
+
+
+def fmt_seconds(x: Any) -> str:
+    f = as_float(x)
+    return MISSING if f is None else f"{f:.1f} s"
+
+
+def shorten(text: Any, width: int | None) -> str:
+    """One line of at most ``width`` characters (None: no limit); tracebacks and multi-line errors collapse."""
+    s = " ".join(str(text if text is not None else "").split())
+    if width is not None and len(s) > width:
+        return s[: max(width - 1, 0)] + "…"
+    return s
+
+
+def is_failed(variant: dict[str, Any]) -> bool:
+    return variant.get("status") != "ok"
+
+
+def status_text(variant: dict[str, Any], error_width: int | None = None) -> str:
+    if not is_failed(variant):
+        return "ok"
+    err = shorten(variant.get("error") or "unknown error", error_width)
+    return f"FAILED: {err}"
+
+
+def display_name(variant: dict[str, Any]) -> str:
+    """The variant name, tagged "(teacher)" when its role is teacher and the name does not already say so."""
+    name = str(variant.get("name", "?"))
+    if variant.get("role") == "teacher" and "teacher" not in name.lower():
+        name += " (teacher)"
+    return name
+
+
+def variant_cells(variant: dict[str, Any], error_width: int | None = None, latency_sep: str = " / ") -> list[str]:
+    """Plain-text cells for one variant, in :data:`COLUMNS` order; callers escape for their output format."""
+    return [
+        display_name(variant),
+        str(variant.get("format") or MISSING),
+        str(variant.get("precision") or MISSING),
+        status_text(variant, error_width),
+        fmt_kb(variant.get("size_bytes")),
+        fmt_count(variant.get("params")),
+        fmt_count(variant.get("macs")),
+        fmt_pct(variant.get("accuracy")),
+        fmt_pct(variant.get("teacher_agreement")),
+        fmt_latency(variant.get("latency_ms"), latency_sep),
+        fmt_num(variant.get("throughput_ips"), 1),
+        fmt_num(variant.get("peak_rss_mb"), 1),
+    ]
+
+
+def host_line(report: dict[str, Any]) -> str:
+    host = report.get("host") or {}
+    parts = [
+        str(host.get("cpu_model") or "unknown CPU"),
+        f"{host['cores']} cores" if host.get("cores") is not None else None,
+        host.get("os"),
+        host.get("machine"),
+        f"Python {host['python']}" if host.get("python") else None,
+    ]
+    return ", ".join(str(p) for p in parts if p)
+
+
+def check_line(check: dict[str, Any]) -> tuple[bool, str]:
+    """(passed, 'name: value (target: ...)') for one acceptance check."""
+    text = str(check.get("name", "check"))
+    value, target = check.get("value"), check.get("target")
+    if value is not None:
+        text += f": {value}"
+    if target is not None:
+        text += f" (target: {target})"
+    return bool(check.get("passed")), text
+
+
+def stage_time(stage: dict[str, Any]) -> str:
+    t = fmt_seconds(stage.get("seconds"))
+    return f"{t} (cached)" if stage.get("cached") else t

@@ -1,0 +1,135 @@
+"""The report as one self-contained HTML page: inline CSS, plots embedded as base64 PNG, no external requests."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from typing import Any
+
+from edgekd.report import fmt
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #222; max-width: 1400px; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+.meta { color: #555; }
+table { border-collapse: collapse; font-size: 0.85rem; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.5rem; vertical-align: top; }
+th { background: #f2f2f2; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.teacher td:first-child { font-weight: bold; }
+tr.failed { background: #fdecea; }
+tr.failed td.status { color: #b00020; font-weight: bold; }
+.err { font-family: ui-monospace, monospace; font-size: 0.8rem; font-weight: normal; white-space: pre-wrap;
+       overflow-wrap: anywhere; max-width: 40em; }
+ul.checks { list-style: none; padding-left: 0; }
+.plots img { max-width: 100%; margin: 0.5rem 1rem 0.5rem 0; border: 1px solid #eee; }
+"""
+
+
+def _e(text: Any) -> str:
+    return escape(str(text), quote=True)
+
+
+def _row(variant: dict[str, Any]) -> str:
+    # Cells come unshortened (error_width=None): the status cell is rebuilt below so the full error can be shown.
+    cells = fmt.variant_cells(variant)
+    classes = []
+    if variant.get("role") == "teacher":
+        classes.append("teacher")
+    failed = fmt.is_failed(variant)
+    if failed:
+        classes.append("failed")
+    tds = []
+    for col, cell in zip(fmt.COLUMNS, cells, strict=True):
+        if col == "Status":
+            if failed:
+                err = variant.get("error") or "unknown error"
+                tds.append(f'<td class="status">FAILED<div class="err">{_e(err)}</div></td>')
+            else:
+                tds.append(f'<td class="status">{_e(cell)}</td>')
+        elif col in fmt.NUMERIC_COLUMNS:
+            tds.append(f'<td class="num">{_e(cell)}</td>')
+        else:
+            tds.append(f"<td>{_e(cell)}</td>")
+    cls = f' class="{" ".join(classes)}"' if classes else ""
+    return f"<tr{cls}>" + "".join(tds) + "</tr>"
+
+
+def _table(report: dict[str, Any]) -> list[str]:
+    head = "".join(f"<th>{_e(c)}</th>" for c in fmt.COLUMNS)
+    rows = [_row(v) for v in report.get("variants") or []]
+    return ["<table>", f"<thead><tr>{head}</tr></thead>", "<tbody>", *rows, "</tbody>", "</table>"]
+
+
+def _sections(report: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    checks = report.get("checks") or []
+    if checks:
+        out += ["<h2>Checks</h2>", '<ul class="checks">']
+        for check in checks:
+            passed, text = fmt.check_line(check)
+            out.append(f"<li>{'✅' if passed else '❌'} {_e(text)}</li>")
+        out.append("</ul>")
+    notes = report.get("notes") or []
+    if notes:
+        out += ["<h2>Notes</h2>", "<ul>", *(f"<li>{_e(n)}</li>" for n in notes), "</ul>"]
+    stages = report.get("stages") or []
+    if stages:
+        out += ["<h2>Stage times</h2>", "<table>", "<thead><tr><th>Stage</th><th>Time</th></tr></thead>", "<tbody>"]
+        out += [
+            f'<tr><td>{_e(s.get("name", "?"))}</td><td class="num">{_e(fmt.stage_time(s))}</td></tr>' for s in stages
+        ]
+        out += ["</tbody>", "</table>"]
+    return out
+
+
+def _plots(images: dict[str, bytes]) -> list[str]:
+    if not images:
+        return []
+    out = ["<h2>Plots</h2>", '<div class="plots">']
+    for name, data in images.items():
+        alt = fmt.PLOT_FILES.get(name, name)
+        b64 = base64.b64encode(data).decode("ascii")
+        out.append(f'<img alt="{_e(alt)}" title="{_e(name)}" src="data:image/png;base64,{b64}">')
+    out.append("</div>")
+    return out
+
+
+def to_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
+    """Render a report dict as a standalone HTML page; ``images`` maps plot file names to PNG bytes."""
+    title = f"edgekd report: {report.get('pipeline', '?')}"
+    meta = ", ".join(
+        x
+        for x in (
+            f"created {report['created']}" if report.get("created") else "",
+            f"edgekd {report['edgekd_version']}" if report.get("edgekd_version") else "",
+        )
+        if x
+    )
+    body = [f"<h1>{_e(title)}</h1>"]
+    if meta:
+        body.append(f'<p class="meta">{_e(meta)}</p>')
+    body += [
+        f"<p><strong>Host:</strong> {_e(fmt.host_line(report))}<br>",
+        f"<strong>Threads:</strong> {_e(report.get('threads', fmt.MISSING))}</p>",
+        "<h2>Results</h2>",
+        *_table(report),
+        *_sections(report),
+        *_plots(images),
+    ]
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            f"<title>{_e(title)}</title>",
+            f"<style>{CSS}</style>",
+            "</head>",
+            "<body>",
+            *body,
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )

@@ -1,0 +1,86 @@
+"""The human-readable report as GitHub-flavoured markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekd.report import fmt
+
+TABLE_ERROR_WIDTH = 60  # table cells stay readable; the full error is repeated under "Failures"
+
+
+def md_escape(text: Any) -> str:
+    """Make free text safe inside a markdown table or paragraph.
+
+    Renderers pass raw HTML through, so ``<`` and ``&`` become entities (an error message quoting ``<script>`` must
+    not turn into markup); ``|`` would split a table cell; newlines would end the row.
+    """
+    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = s.replace("|", "\\|").replace("`", "\\`")
+    return " ".join(s.split())
+
+
+def _table(report: dict[str, Any]) -> list[str]:
+    cols = fmt.COLUMNS
+    lines = [
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join("---:" if c in fmt.NUMERIC_COLUMNS else "---" for c in cols) + "|",
+    ]
+    for v in report.get("variants") or []:
+        cells = [md_escape(c) for c in fmt.variant_cells(v, TABLE_ERROR_WIDTH)]
+        if v.get("role") == "teacher":
+            cells[0] = f"**{cells[0]}**"
+        if fmt.is_failed(v):
+            cells[3] = f"**{cells[3]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """Render a report dict (see :func:`edgekd.report.write_report`) as markdown; plots are linked relatively."""
+    out = [f"# edgekd report: {md_escape(report.get('pipeline', '?'))}", ""]
+    meta = []
+    if report.get("created"):
+        meta.append(f"created {md_escape(report['created'])}")
+    if report.get("edgekd_version"):
+        meta.append(f"edgekd {md_escape(report['edgekd_version'])}")
+    if meta:
+        out += [", ".join(meta), ""]
+    out += [
+        f"**Host:** {md_escape(fmt.host_line(report))}  ",
+        f"**Threads:** {md_escape(report.get('threads', fmt.MISSING))}",
+        "",
+    ]
+
+    out += ["## Results", "", *_table(report), ""]
+
+    failed = [v for v in report.get("variants") or [] if fmt.is_failed(v)]
+    if failed:
+        out += ["### Failures", ""]
+        out += [
+            f"- **{md_escape(v.get('name', '?'))}**: {md_escape(v.get('error') or 'unknown error')}" for v in failed
+        ]
+        out.append("")
+
+    checks = report.get("checks") or []
+    if checks:
+        out += ["## Checks", ""]
+        for check in checks:
+            passed, text = fmt.check_line(check)
+            out.append(f"- {'✅' if passed else '❌'} {md_escape(text)}")
+        out.append("")
+
+    notes = report.get("notes") or []
+    if notes:
+        out += ["## Notes", ""] + [f"- {md_escape(n)}" for n in notes] + [""]
+
+    stages = report.get("stages") or []
+    if stages:
+        out += ["## Stage times", "", "| Stage | Time |", "|---|---:|"]
+        out += [f"| {md_escape(s.get('name', '?'))} | {fmt.stage_time(s)} |" for s in stages]
+        out.append("")
+
+    out += ["## Plots", ""]
+    for name, title in fmt.PLOT_FILES.items():
+        out += [f"![{title}]({name})", ""]
+    return "\n".join(out)

@@ -1,0 +1,74 @@
+"""What a stage is: a typed config, the artifacts it reads, and a function from those to new artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekd.artifacts import Artifact
+from edgekd.config import PipelineConfig, StageConfig
+from edgekd.errors import StageError
+from edgekd.registry import Registry
+
+
+@dataclass
+class StageContext:
+    """Everything a stage may use besides its inputs: where to write, the seed, the device, the whole pipeline config."""
+
+    out_dir: Path
+    pipeline: PipelineConfig
+    stage_id: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def seed(self) -> int:
+        return self.pipeline.seed
+
+    def device(self) -> str:
+        import torch
+
+        want = self.pipeline.device
+        if want == "cuda" and not torch.cuda.is_available():
+            raise StageError(self.stage_id, "device: cuda was asked for but torch sees no CUDA device")
+        return "cuda" if want in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+
+    def note(self, msg: str) -> None:
+        self.notes.append(msg)
+
+
+InputsFn = Callable[[Any, dict[str, Artifact]], list[str]]
+RunFn = Callable[[Any, StageContext, dict[str, Artifact]], list[Artifact]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    config_cls: type[StageConfig]
+    run: RunFn
+    inputs: InputsFn
+    libraries: tuple[str, ...] = ()  # distributions whose versions go into the cache key
+    doc: str = ""
+
+
+STAGES: Registry[Stage] = Registry("stage")
+
+
+def register_stage(name: str, config_cls: type[StageConfig], inputs: InputsFn, libraries: tuple[str, ...] = ()):
+    """Register ``run(cfg, ctx, inputs) -> list[Artifact]`` as stage ``name``."""
+
+    def deco(fn: RunFn) -> RunFn:
+        STAGES.register(name)(Stage(name, config_cls, fn, inputs, libraries, (fn.__doc__ or "").strip()))
+        return fn
+
+    return deco
+
+
+def require(store: dict[str, Artifact], stage: str, *names: str) -> list[str]:
+    """Check that every artifact a stage needs was produced by an earlier stage."""
+    missing = [n for n in names if n not in store]
+    if missing:
+        raise StageError(stage, f"needs artifact(s) {', '.join(missing)}, which no earlier enabled stage produced "
+                                f"(available: {', '.join(sorted(store)) or 'none'})")
+    return list(names)

@@ -1,0 +1,116 @@
+"""convert_tflite: the student to TFLite (fp32, fp16, full-integer int8), each file verified in the LiteRT interpreter.
+
+Two converters: litert-torch (PyTorch -> TFLite directly) and onnx2tf (ONNX -> TensorFlow -> TFLite). The precision
+written in the report is the one found in the file (edgekd.convert.tflite_inspect), never the one asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from edgekd.artifacts import Artifact, TfliteModel
+from edgekd.config import StageConfig
+from edgekd.console import log, progress
+from edgekd.data import SplitData
+from edgekd.errors import EdgekdError, ModelError
+from edgekd.fsutil import atomic_write_json
+from edgekd.models.io import load_torch_model
+from edgekd.runtimes import load_runner
+from edgekd.stages.base import register_stage, require
+from edgekd.train import predict_logits
+
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class ConvertTfliteConfig(StageConfig):
+    model: str = Field("student", description="torch artifact to convert")
+    converter: Literal["litert-torch", "onnx2tf"] = "litert-torch"
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "fp16", "int8"], min_length=1)
+    int8_io: bool = Field(False, description="int8 model inputs/outputs (else float I/O around an int8 graph)")
+    calibration_samples: int = Field(256, ge=1, le=100_000)
+    tolerance: float = Field(1e-4, gt=0, description="fp32: max abs logit difference allowed vs PyTorch")
+    min_int8_agreement: float = Field(0.98, ge=0, le=1, description="int8: top-1 agreement with fp32 on the test split")
+    min_fp16_agreement: float = Field(0.99, ge=0, le=1)
+
+
+def _inputs(cfg: ConvertTfliteConfig, store) -> list[str]:
+    names = ["dataset", cfg.model]
+    if cfg.converter == "onnx2tf":
+        names.append(f"onnx/{cfg.model}-fp32")
+    return require(store, cfg.id, *names)
+
+
+def _convert(cfg: ConvertTfliteConfig, inputs, model, data: SplitData, precision: str, out, ctx) -> dict:
+    calib = data.calibration(cfg.calibration_samples, ctx.seed) if precision == "int8" else None
+    int8_io = cfg.int8_io and precision == "int8"
+    if cfg.converter == "litert-torch":
+        from edgekd.convert.via_litert_torch import convert_litert_torch
+
+        return convert_litert_torch(model, tuple(data.input_shape), out, precision, calib, int8_io)
+    from edgekd.convert.via_onnx2tf import convert_onnx2tf
+
+    work = ctx.out_dir / f".onnx2tf-{precision}"
+    return convert_onnx2tf(inputs[f"onnx/{cfg.model}-fp32"].path, out, precision, calib, int8_io, work)
+
+
+@register_stage("convert_tflite", ConvertTfliteConfig, _inputs,
+                ("litert-torch", "ai-edge-litert", "onnx2tf", "tensorflow", "tf_keras"))
+def run_convert_tflite(cfg: ConvertTfliteConfig, ctx, inputs) -> list[Artifact]:
+    """Convert, verify and inspect each requested precision; a failed precision is recorded and the others go on."""
+    import shutil
+
+    from edgekd.convert.tflite_inspect import inspect_tflite
+
+    data = SplitData.load(inputs["dataset"].path)
+    art = inputs[cfg.model]
+    model = load_torch_model(art)
+    x_test = data.arrays["test"][0]
+    ref = predict_logits(model, x_test, data.mean, data.std).numpy()
+    base_meta = {k: v for k, v in art.meta.items() if k != "history"}
+    outputs: list[Artifact] = []
+    failures = []
+    fp32_pred = ref.argmax(1)
+    with progress() as bar:
+        task = bar.add_task(f"tflite ({cfg.converter})", total=len(cfg.precisions), info="")
+        for precision in cfg.precisions:
+            bar.update(task, info=precision)
+            out = ctx.out_dir / f"{cfg.model}-{precision}.tflite"
+            try:
+                info = _convert(cfg, inputs, model, data, precision, out, ctx)
+                shutil.rmtree(ctx.out_dir / f".onnx2tf-{precision}", ignore_errors=True)
+                found = inspect_tflite(out)
+                meta = {**base_meta, "format": "tflite", "source": cfg.model, "input_layout": info["input_layout"],
+                        "requested_precision": precision, "precision": found["precision"], "converter": info}
+                got = load_runner(out, meta).predict(x_test)
+                agree = float((got.argmax(1) == fp32_pred).mean())
+                diff = float(np.abs(got - ref).max())
+                meta.update(max_abs_diff_vs_torch=diff, agreement_vs_fp32=agree)
+                msg = (f"tflite {precision} via {cfg.converter} ({found['precision']} in file): max |Δlogit| vs "
+                       f"PyTorch {diff:.2e}, top-1 agreement with fp32 {agree:.4f}, {out.stat().st_size} bytes")
+                if precision == "fp32" and diff > cfg.tolerance:
+                    raise ModelError(f"TFLite fp32 differs from PyTorch by {diff:.3g} > tolerance {cfg.tolerance}")
+                if precision == "fp16" and agree < cfg.min_fp16_agreement:
+                    raise ModelError(f"TFLite fp16 agrees with fp32 on only {agree:.1%} (< {cfg.min_fp16_agreement})")
+                if precision == "int8" and agree < cfg.min_int8_agreement:
+                    raise ModelError(f"TFLite int8 agrees with fp32 on only {agree:.1%} (< {cfg.min_int8_agreement})")
+                if precision == "int8" and found["precision"] != "int8":
+                    raise ModelError(f"asked for full-integer int8 but the file holds {found['precision']}")
+                ctx.note(msg)
+                log("  " + msg)
+                outputs.append(TfliteModel(f"tflite/{cfg.model}-{precision}", out, meta))
+            except EdgekdError as exc:
+                failures.append({"name": f"tflite/{cfg.model}-{precision}", "precision": precision,
+                                 "format": "tflite", "error": str(exc)})
+                ctx.note(f"tflite {precision} FAILED: {exc}")
+                log(f"  [red]tflite {precision} failed:[/] {exc}")
+                out.unlink(missing_ok=True)
+            bar.advance(task)
+    if failures and not outputs:
+        raise ModelError("; ".join(f["error"] for f in failures))
+    if failures:
+        path = atomic_write_json(ctx.out_dir / "failures.json", failures)
+        outputs.append(Artifact(f"failures/{cfg.id}", path, {"failures": failures}))
+    return outputs

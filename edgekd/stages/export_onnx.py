@@ -1,0 +1,140 @@
+"""export_onnx: the student (and any other torch model asked for) to ONNX, checked and verified in onnxruntime.
+
+Optional int8: onnxruntime static quantization (QDQ, per-channel int8 weights, int8 activations calibrated on the
+training split). onnxruntime.quantization supersedes the deprecated onnxruntime-tools package.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from edgekd.artifacts import OnnxModel
+from edgekd.config import StageConfig
+from edgekd.console import log
+from edgekd.data import SplitData
+from edgekd.errors import ModelError
+from edgekd.fsutil import atomic_path
+from edgekd.models.io import load_torch_model
+from edgekd.runtimes import load_runner
+from edgekd.stages.base import register_stage, require
+
+
+class ExportOnnxConfig(StageConfig):
+    models: list[str] = Field(default_factory=lambda: ["student"], min_length=1)
+    exporter: Literal["dynamo", "torchscript"] = "dynamo"
+    opset: int = Field(18, ge=13, le=23)
+    tolerance: float = Field(1e-4, gt=0, description="max abs logit difference allowed vs PyTorch")
+    int8: bool = Field(True, description="also write a static int8 (QDQ) model with onnxruntime.quantization")
+    calibration_samples: int = Field(256, ge=1, le=100_000)
+    min_int8_agreement: float = Field(0.98, ge=0, le=1)
+    verify_samples: int = Field(512, ge=1)
+
+
+def _inputs(cfg: ExportOnnxConfig, store) -> list[str]:
+    return require(store, cfg.id, "dataset", *cfg.models)
+
+
+def export_onnx(model, input_shape: tuple[int, ...], path: Path, exporter: str, opset: int) -> None:
+    import torch
+
+    x = torch.zeros(input_shape)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            prog = torch.onnx.export(model, (x,), None, dynamo=True, input_names=["input"], output_names=["logits"],
+                                     dynamic_shapes=({0: batch},), opset_version=opset, verbose=False)
+            prog.save(str(tmp))
+        else:
+            torch.onnx.export(model, (x,), str(tmp), dynamo=False, input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset)
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, work: Path) -> None:
+    """Static int8 QDQ: int8 per-channel weights, int8 activations with ranges from ``calib`` (normalised inputs)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calib[i : i + 1] for i in range(len(calib)))
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"input": x}
+
+    pre = work / "pre.onnx"
+    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    with atomic_path(out_path) as tmp:
+        quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+
+
+def onnx_precision(path: Path) -> str:
+    """Precision as found in the file: int8 when weights are int8 initialisers and activations pass through QDQ."""
+    import onnx
+
+    m = onnx.load(str(path))
+    ops = {n.op_type for n in m.graph.node}
+    w_types = {i.data_type for i in m.graph.initializer if len(i.dims) >= 2}
+    if onnx.TensorProto.INT8 in w_types and "QuantizeLinear" in ops:
+        return "int8"
+    if w_types == {onnx.TensorProto.FLOAT16}:
+        return "fp16"
+    return "fp32"
+
+
+@register_stage("export_onnx", ExportOnnxConfig, _inputs, ("onnx", "onnxruntime", "onnxscript"))
+def run_export_onnx(cfg: ExportOnnxConfig, ctx, inputs) -> list[OnnxModel]:
+    """Export to ONNX, verify against PyTorch, optionally quantise to int8."""
+    import onnx
+
+    from edgekd.train import predict_logits
+
+    data = SplitData.load(inputs["dataset"].path)
+    x_test = data.arrays["test"][0][: cfg.verify_samples]
+    outputs: list[OnnxModel] = []
+    for name in cfg.models:
+        art = inputs[name]
+        model = load_torch_model(art)
+        path = ctx.out_dir / f"{name}-fp32.onnx"
+        try:
+            export_onnx(model, tuple(art.meta["input_shape"]), path, cfg.exporter, cfg.opset)
+            onnx.checker.check_model(str(path), full_check=True)
+        except Exception as exc:
+            raise ModelError(f"torch.onnx.export ({cfg.exporter}) failed for '{name}': "
+                             f"{(str(exc).strip().splitlines() or [''])[0][:300]}") from exc
+        ref = predict_logits(model, x_test, data.mean, data.std).numpy()
+        meta = {k: v for k, v in art.meta.items() if k not in ("history",)}
+        meta.update(source=name, format="onnx", input_layout="NCHW")
+        got = load_runner(path, meta).predict(x_test)
+        diff = float(np.abs(got - ref).max())
+        if diff > cfg.tolerance:
+            raise ModelError(f"ONNX fp32 '{name}' differs from PyTorch by {diff:.3g} > tolerance {cfg.tolerance}")
+        ctx.note(f"onnx {name} fp32: max abs logit diff vs PyTorch {diff:.2e}")
+        log(f"  onnx {name} fp32: max |Δlogit| vs PyTorch = {diff:.2e}")
+        outputs.append(OnnxModel(f"onnx/{name}-fp32", path, {**meta, "precision": onnx_precision(path),
+                                                             "max_abs_diff_vs_torch": diff}))
+        if cfg.int8:
+            calib = data.calibration(cfg.calibration_samples, ctx.seed)
+            qpath = ctx.out_dir / f"{name}-int8.onnx"
+            quantize_int8(path, qpath, calib, ctx.out_dir)
+            (ctx.out_dir / "pre.onnx").unlink(missing_ok=True)
+            q = load_runner(qpath, meta).predict(x_test)
+            agree = float((q.argmax(1) == got.argmax(1)).mean())
+            prec = onnx_precision(qpath)
+            ctx.note(f"onnx {name} int8 (static QDQ, {prec} in file): top-1 agreement with fp32 {agree:.4f}")
+            log(f"  onnx {name} int8: agreement with fp32 = {agree:.4f}")
+            if agree < cfg.min_int8_agreement:
+                raise ModelError(f"ONNX int8 '{name}' agrees with fp32 on only {agree:.1%} of test images "
+                                 f"(< min_int8_agreement {cfg.min_int8_agreement:.0%})")
+            outputs.append(OnnxModel(f"onnx/{name}-int8", qpath, {**meta, "precision": prec,
+                                                                  "quantization": "static QDQ (onnxruntime)",
+                                                                  "agreement_vs_fp32": agree}))
+    return outputs

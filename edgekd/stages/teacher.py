@@ -1,0 +1,47 @@
+"""teacher: load the user's teacher checkpoint, or train the teacher when none is given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch.nn.functional as F
+from pydantic import Field
+
+from edgekd.config import ModelSpec, StageConfig, TrainConfig
+from edgekd.data import SplitData
+from edgekd.models import build_model
+from edgekd.models.checkpoint import load_into
+from edgekd.models.io import save_torch_model
+from edgekd.stages.base import register_stage, require
+from edgekd.train import accuracy, fit
+
+
+class TeacherConfig(StageConfig):
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec(name="resnet_teacher"))
+    checkpoint: str | None = Field(None, description="a state_dict file; when absent the teacher is trained")
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=12))
+
+
+def _inputs(cfg: TeacherConfig, store) -> list[str]:
+    return require(store, cfg.id, "dataset")
+
+
+@register_stage("teacher", TeacherConfig, _inputs)
+def run_teacher(cfg: TeacherConfig, ctx, inputs) -> list:
+    """Load or train the teacher."""
+    data = SplitData.load(inputs["dataset"].path)
+    model = build_model(cfg.model.as_dict(), data.input_shape[1], data.num_classes)
+    device = ctx.device()
+    extra: dict = {"role": "teacher"}
+    if cfg.checkpoint:
+        load_into(model, Path(cfg.checkpoint).expanduser())
+        extra["source"] = f"checkpoint {cfg.checkpoint}"
+    else:
+        res = fit(model, data, cfg.train, ctx.pipeline.data.augment, ctx.seed,
+                  lambda logits, y, _x: F.cross_entropy(logits, y, label_smoothing=cfg.train.label_smoothing),
+                  "teacher", device)
+        extra.update(source="trained", best_epoch=res.best_epoch, history=res.history)
+    model.cpu()
+    extra["val_accuracy"] = accuracy(model, data, "val")
+    ctx.note(f"teacher ({extra['source']}): val accuracy {extra['val_accuracy']:.4f}")
+    return [save_torch_model("teacher", model, cfg.model.as_dict(), data.meta(), ctx.out_dir / "teacher.pt", **extra)]

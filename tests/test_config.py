@@ -1,0 +1,88 @@
+import pytest
+
+from edgekd.config import apply_overrides, load_pipeline, validate_document
+from edgekd.errors import ConfigError
+
+from conftest import ROOT
+
+
+def test_default_pipeline_is_valid():
+    cfg = load_pipeline(ROOT / "pipelines" / "mobile_vision.yaml")
+    assert [s.stage for s in cfg.stages] == ["teacher", "distill", "export_onnx", "convert_tflite", "benchmark",
+                                            "report"]
+
+
+def test_unknown_key_names_yaml_path_and_line(write_pipeline):
+    path = write_pipeline("name: x\nstages:\n  - stage: teacher\n  - stage: distill\n    temprature: 3\n")
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(path)
+    msg = str(exc.value)
+    assert "stages[1].temprature" in msg and "unknown key" in msg and f"{path}:5" in msg
+    assert "\n" not in msg
+
+
+def test_unknown_stage_lists_known_ones(write_pipeline):
+    with pytest.raises(ConfigError, match=r"unknown stage 'distil'.*did you mean 'distill'.*known: benchmark"):
+        load_pipeline(write_pipeline("stages:\n  - stage: distil\n"))
+
+
+def test_unknown_model_lists_known_ones(write_pipeline, tiny_doc):
+    tiny_doc["stages"][1]["student"] = {"name": "mobilenet"}
+    with pytest.raises(ConfigError, match=r"unknown model 'mobilenet'.*known: .*mobilenetv2_student"):
+        load_pipeline(write_pipeline(tiny_doc))
+
+
+def test_wrong_type_is_reported_with_path(write_pipeline, tiny_doc):
+    tiny_doc["stages"][0]["train"]["epochs"] = "many"
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.train\.epochs: Input should be a valid integer"):
+        load_pipeline(write_pipeline(tiny_doc))
+
+
+def test_missing_and_malformed_files(tmp_path, write_pipeline):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_pipeline(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=r"pipe.yaml:\d+: malformed YAML"):
+        load_pipeline(write_pipeline("stages:\n  - [unclosed\n"))
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        load_pipeline(write_pipeline("- just\n- a list\n"))
+
+
+def test_yaml_tags_that_build_objects_are_refused(write_pipeline):
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_pipeline(write_pipeline("stages: !!python/object/apply:os.system ['echo pwned']\n"))
+
+
+def test_several_errors_reported_together(write_pipeline, tiny_doc):
+    tiny_doc["seed"] = -1
+    tiny_doc["stages"][1]["alpha"] = 2
+    with pytest.raises(ConfigError, match=r"2 errors: .*seed.*\| .*stages\[1\]\.alpha"):
+        load_pipeline(write_pipeline(tiny_doc))
+
+
+def test_overrides_reach_stages_and_top_level(write_pipeline, tiny_doc):
+    cfg = load_pipeline(write_pipeline(tiny_doc), ["distill.temperature=8", "seed=3", "data.image_size=12",
+                                                   "benchmark.enabled=false"])
+    assert cfg.stage("distill").temperature == 8.0
+    assert cfg.seed == 3 and cfg.data.image_size == 12
+    assert cfg.stage("benchmark").enabled is False
+
+
+def test_override_to_unknown_target_fails():
+    with pytest.raises(ConfigError, match="neither a top-level key nor a stage name"):
+        apply_overrides({"stages": [{"stage": "teacher"}]}, ["nostage.x=1"])
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        apply_overrides({"stages": []}, ["novalue"])
+
+
+def test_duplicate_stage_names_need_a_name(tiny_doc):
+    tiny_doc["stages"].append({"stage": "report"})
+    with pytest.raises(ConfigError, match="names must be unique"):
+        validate_document(tiny_doc)
+    tiny_doc["stages"][-1]["name"] = "report2"
+    assert validate_document(tiny_doc).stages[-1].id == "report2"
+
+
+def test_model_spec_needs_exactly_one_source(tiny_doc):
+    tiny_doc["stages"][1]["student"] = {"name": "tiny_cnn", "import": "x.y:Z"}
+    with pytest.raises(ConfigError, match="exactly one of 'name'"):
+        validate_document(tiny_doc)

@@ -1,0 +1,228 @@
+"""Report writer: files, escaping, failed variants, round-trip of report.json."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from edgekd.report import results_table, to_markdown, write_report
+from edgekd.report.fmt import fmt_count, fmt_kb, fmt_latency, fmt_ms, fmt_pct
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NASTY_ERROR = '[bold]boom[/bold] <script>alert("x")</script> & | pipe, then a long tail ' + "x" * 200
+OUTPUT_NAMES = {"report.json", "report.md", "report.html", "accuracy_vs_latency.png", "accuracy_vs_size.png"}
+
+
+def _variant(name: str, role: str, fmt: str, precision: str, size: int, acc: float, mean: float) -> dict:
+    return {
+        "name": name,
+        "role": role,
+        "format": fmt,
+        "precision": precision,
+        "runtime": {"pytorch": "torch", "onnx": "onnxruntime", "tflite": "litert"}[fmt],
+        "path": f"runs/x/{name}",
+        "size_bytes": size,
+        "params": 1_234_567,
+        "macs": 56_000_000,
+        "accuracy": acc,
+        "teacher_agreement": None if role == "teacher" else acc + 0.01,
+        "latency_ms": {
+            "mean": mean,
+            "std": mean / 10,
+            "p50": mean * 0.95,
+            "p90": mean * 1.2,
+            "p99": mean * 1.5,
+            "min": mean * 0.8,
+            "max": mean * 2,
+        },
+        "throughput_ips": 1000.0 / mean,
+        "peak_rss_mb": 123.4,
+        "load_time_ms": 5.0,
+        "status": "ok",
+        "error": None,
+    }
+
+
+def _failed(name: str) -> dict:
+    return {
+        "name": name,
+        "role": "student",
+        "format": "tflite",
+        "precision": "int8",
+        "runtime": "litert",
+        "path": None,
+        "size_bytes": None,
+        "params": None,
+        "macs": None,
+        "accuracy": None,
+        "teacher_agreement": None,
+        "latency_ms": None,
+        "throughput_ips": None,
+        "peak_rss_mb": None,
+        "load_time_ms": None,
+        "status": "failed",
+        "error": NASTY_ERROR,
+    }
+
+
+@pytest.fixture
+def report() -> dict:
+    return {
+        "pipeline": "mobile_vision",
+        "created": "2026-11-23T15:00:00Z",
+        "edgekd_version": "0.1.0",
+        "host": {"cpu_model": "Test CPU", "cores": 2, "os": "Linux", "machine": "x86_64", "python": "3.11.7"},
+        "threads": 1,
+        "variants": [
+            _variant("teacher", "teacher", "pytorch", "fp32", 45_000_000, 0.93, 40.0),
+            _variant("student-onnx-fp32", "student", "onnx", "fp32", 2_000_000, 0.91, 1.5),
+            _variant("student-tflite-fp16", "student", "tflite", "fp16", 1_000_000, 0.909, 1.2),
+            _variant("student-tflite-int8", "student", "tflite", "int8", 520_000, 0.905, 0.7),
+            _failed("student-tflite-int8-full"),
+        ],
+        "checks": [
+            {
+                "name": "student int8 accuracy >= teacher - 1.5 pts",
+                "value": "90.5",
+                "target": ">= 91.5",
+                "passed": False,
+            },
+            {"name": "int8 size <= 1 MB", "value": "508 KB", "target": "<= 1024 KB", "passed": True},
+        ],
+        "notes": ["onnx fp32 vs pytorch max abs logit diff 2.1e-6"],
+        "stages": [
+            {"name": "distill", "seconds": 12.3, "cached": False},
+            {"name": "export", "seconds": 0.4, "cached": True},
+        ],
+    }
+
+
+def _table_rows(md: str) -> list[str]:
+    """Markdown table body rows of the Results table (header and separator dropped)."""
+    section = md.split("## Results", 1)[1].split("\n## ", 1)[0].split("### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    return rows[2:]
+
+
+def test_write_report_files_and_roundtrip(report: dict, tmp_path: Path) -> None:
+    original = copy.deepcopy(report)
+    paths = write_report(report, tmp_path)
+
+    assert report == original, "write_report must not mutate its input"
+    assert {p.name for p in paths.values()} == OUTPUT_NAMES
+    assert all(p.exists() and p.parent == tmp_path for p in paths.values())
+    assert list(paths)[-1] == "json"  # written last: it is the completion marker
+
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data == original
+    for v in data["variants"]:
+        for key in (
+            "name",
+            "format",
+            "precision",
+            "size_bytes",
+            "params",
+            "accuracy",
+            "teacher_agreement",
+            "latency_ms",
+            "status",
+        ):
+            assert key in v
+        if v["status"] == "ok":
+            assert {"mean", "p50", "p90", "p99"} <= set(v["latency_ms"])
+
+    for name in ("accuracy_vs_latency.png", "accuracy_vs_size.png"):
+        blob = (tmp_path / name).read_bytes()
+        assert blob.startswith(PNG_MAGIC) and len(blob) > 1000
+        assert b"Software" not in blob[:200]  # no version/timestamp chunk, keeps PNGs reproducible
+
+
+def test_markdown_rows_and_escaping(report: dict, tmp_path: Path) -> None:
+    write_report(report, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    rows = _table_rows(md)
+    assert len(rows) == len(report["variants"])
+    for v, row in zip(report["variants"], rows, strict=True):
+        assert v["name"] in row
+    n_cols = md.split("## Results", 1)[1].splitlines()[2].count(" | ") + 1
+    assert all(row.replace("\\|", "").count(" | ") + 1 == n_cols for row in rows), "cell count must match header"
+    assert "FAILED" in rows[-1]
+    assert "<script>" not in md
+    assert "✅" in md and "❌" in md
+    assert "max abs logit diff" in md and "distill" in md
+    assert "](accuracy_vs_latency.png)" in md and "](accuracy_vs_size.png)" in md
+    assert to_markdown(report) == md
+
+
+def test_html_escaped_and_self_contained(report: dict, tmp_path: Path) -> None:
+    write_report(report, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page and "&amp;" in page and "&quot;x&quot;" in page
+    assert page.count('src="data:image/png;base64,iVBORw0KGgo') == 2
+    assert "http://" not in page and "https://" not in page
+    for v in report["variants"]:
+        assert v["name"] in page
+    assert page.count("<tr class=") >= 2  # teacher + failed rows are marked
+
+
+def test_all_failed_still_writes(report: dict, tmp_path: Path) -> None:
+    report["variants"] = [_failed("a"), _failed("b")]
+    report["checks"], report["stages"] = [], []
+    paths = write_report(report, tmp_path / "nested" / "out")
+    for p in paths.values():
+        assert p.exists()
+    assert (paths["accuracy_vs_size"]).read_bytes().startswith(PNG_MAGIC)
+    assert len(_table_rows(paths["markdown"].read_text())) == 2
+
+
+def test_write_is_deterministic(report: dict, tmp_path: Path) -> None:
+    a, b = write_report(report, tmp_path / "a"), write_report(report, tmp_path / "b")
+    for key in a:
+        assert a[key].read_bytes() == b[key].read_bytes(), key
+
+
+def test_nan_becomes_null_in_json(report: dict, tmp_path: Path) -> None:
+    report["variants"][1]["peak_rss_mb"] = float("nan")
+    write_report(report, tmp_path)
+    text = (tmp_path / "report.json").read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["variants"][1]["peak_rss_mb"] is None
+
+
+def test_results_table(report: dict) -> None:
+    table = results_table(report)
+    assert table.row_count == len(report["variants"])
+    console = Console(file=io.StringIO(), width=250, color_system=None)
+    console.print(table)
+    out = console.file.getvalue()
+    assert "FAILED" in out and "[bold]boom[/bold]" in out  # error shown literally, not parsed as markup
+    for v in report["variants"]:
+        assert v["name"] in out
+
+
+def test_formatting() -> None:
+    assert fmt_kb(None) == "—" and fmt_kb(2048) == "2.0"
+    assert fmt_count(1_234_567) == "1.23M" and fmt_count(999) == "999" and fmt_count(5.6e9) == "5.60G"
+    assert fmt_pct(0.9123) == "91.23" and fmt_pct(float("nan")) == "—"
+    assert fmt_ms(0.1234) == "0.123" and fmt_ms(12.34) == "12.3" and fmt_ms(1234) == "1,234"
+    assert fmt_latency({"mean": 1, "p50": 1, "p90": 2, "p99": 3}) == "1.00 / 1.00 / 2.00 / 3.00"
+    assert fmt_latency(None) == "—"
+
+
+def test_plots_survive_sparse_data(report: dict, tmp_path: Path) -> None:
+    # One plottable point, an ok variant without accuracy or latency, a teacher under another name.
+    teacher = report["variants"][0]
+    teacher["name"] = "resnet50"
+    no_acc = dict(report["variants"][1], accuracy=None, latency_ms=None)
+    report["variants"] = [teacher, no_acc, _failed("broken")]
+    paths = write_report(report, tmp_path)
+    assert paths["accuracy_vs_latency"].read_bytes().startswith(PNG_MAGIC)
+    md = paths["markdown"].read_text()
+    assert "**resnet50 (teacher)**" in md
+    assert len(_table_rows(md)) == 3
