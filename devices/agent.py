@@ -136,6 +136,7 @@ class _Torch:
         self.runtime, self.version, self._torch = "torch", torch.__version__, torch
 
     def load(self, path: Path, threads: int) -> None:
+        # Process-wide in torch (there is no per-module setting): a caller that trains afterwards must reset it.
         self._torch.set_num_threads(threads)
         program = self._torch.export.load(str(path))
         self._module = program.module()

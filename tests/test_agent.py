@@ -62,7 +62,8 @@ class TinyCNN(torch.nn.Module):
         return self.fc(x)
 
 
-# The same network in TensorFlow, NHWC, from the torch weights; SAME padding with stride 1 equals torch's padding=1.
+# The same network in TensorFlow, NHWC, from the torch weights; SAME padding at stride 1 equals torch's padding=1.
+# Plain tf ops and tf.Module rather than Keras: nothing here depends on the Keras 2/3 split.
 _TF_SCRIPT = r"""
 import sys, numpy as np, tensorflow as tf
 w = dict(np.load(sys.argv[1])); out = sys.argv[2]
@@ -83,7 +84,7 @@ def converter():
     return tf.lite.TFLiteConverter.from_concrete_functions([net.__call__.get_concrete_function()], net)
 
 c = converter()
-open(out + "/keras_nhwc_fp32.tflite", "wb").write(c.convert())
+open(out + "/tf_nhwc_fp32.tflite", "wb").write(c.convert())
 calib = w["calib"]
 c = converter()
 c.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -91,86 +92,72 @@ c.representative_dataset = lambda: ([calib[i : i + 1]] for i in range(len(calib)
 c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
 c.inference_input_type = tf.int8
 c.inference_output_type = tf.int8
-open(out + "/keras_nhwc_int8.tflite", "wb").write(c.convert())
+open(out + "/tf_nhwc_int8.tflite", "wb").write(c.convert())
 """
+
+
+def _start_tf_build(model: TinyCNN, calib: np.ndarray, out: Path) -> subprocess.Popen:
+    """Start the TensorFlow NHWC build (fp32 + full int8) in the background; torch exports run meanwhile."""
+    sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    conv = {"c1w": sd["conv1.weight"], "c2w": sd["conv2.weight"]}
+    weights = {k: w.transpose(2, 3, 1, 0) for k, w in conv.items()}  # OIHW -> HWIO
+    weights.update(c1b=sd["conv1.bias"], c2b=sd["conv2.bias"], fcw=sd["fc.weight"].T.copy(), fcb=sd["fc.bias"])
+    np.savez(out / "weights.npz", calib=calib.transpose(0, 2, 3, 1), **weights)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-c", _TF_SCRIPT, str(out / "weights.npz"), str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+
+
+def _export_torch_formats(model: TinyCNN, out: Path) -> dict[str, Path]:
+    paths = {"onnx": out / "tiny.onnx", "pt2": out / "tiny.pt2"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice; it is the fast one
+        dynamic = {"x": {0: "batch"}, "logits": {0: "batch"}}
+        torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(paths["onnx"]), opset_version=17, dynamo=False,
+                          input_names=["x"], output_names=["logits"], dynamic_axes=dynamic)  # fmt: skip
+    batch = {0: torch.export.Dim.DYNAMIC}
+    torch.export.save(torch.export.export(model, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=(batch,)), paths["pt2"])
+    try:
+        import litert_torch
+    except ImportError:
+        return paths
+    paths["tflite"] = out / "tiny_nchw.tflite"
+    litert_torch.convert(model, (torch.zeros(1, 1, 8, 8),)).export(str(paths["tflite"]))
+    return paths
 
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
-    """Every format of one seeded tiny CNN, plus eval data; dict of paths, the torch model and data."""
+    """Every format of one seeded tiny CNN, the eval data and metas, and the torch logits as the reference."""
     out = tmp_path_factory.mktemp("agent_models")
     torch.manual_seed(0)
     model = TinyCNN().eval()
-    rng = np.random.default_rng(0)
-    x = rng.random((300, 1, 8, 8), dtype=np.float32)  # > agent.CHUNK, so ONNX batching is exercised too
+    x = np.random.default_rng(0).random((300, 1, 8, 8), dtype=np.float32)  # > agent.CHUNK: ONNX batches in chunks
     norm = (x - MEAN[0]) / STD[0]
-
-    sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    weights = {
-        "c1w": sd["conv1.weight"].transpose(2, 3, 1, 0),
-        "c1b": sd["conv1.bias"],
-        "c2w": sd["conv2.weight"].transpose(2, 3, 1, 0),
-        "c2b": sd["conv2.bias"],
-        "fcw": sd["fc.weight"].T.copy(),
-        "fcb": sd["fc.bias"],
-        "calib": norm[:64].transpose(0, 2, 3, 1),
-    }
-    np.savez(out / "weights.npz", **weights)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    tf_proc = subprocess.Popen(
-        [sys.executable, "-c", _TF_SCRIPT, str(out / "weights.npz"), str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-
-    paths = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice; it is the fast one
-        paths["onnx"] = out / "tiny.onnx"
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, 1, 8, 8),),
-            str(paths["onnx"]),
-            opset_version=17,
-            dynamo=False,
-            input_names=["x"],
-            output_names=["logits"],
-            dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
-        )
-    paths["pt2"] = out / "tiny.pt2"
-    program = torch.export.export(model, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
-    torch.export.save(program, str(paths["pt2"]))
+    tf_proc = _start_tf_build(model, norm[:64], out)
     try:
-        import litert_torch
-
-        paths["tflite"] = out / "tiny_nchw.tflite"
-        litert_torch.convert(model, (torch.zeros(1, 1, 8, 8),)).export(str(paths["tflite"]))
-    except ImportError:
-        pass
-
-    log = tf_proc.communicate(timeout=300)[0].decode(errors="replace")
+        paths = _export_torch_formats(model, out)
+        tf_log = tf_proc.communicate(timeout=300)[0].decode(errors="replace")
+    finally:
+        if tf_proc.poll() is None:
+            tf_proc.kill()
     if tf_proc.returncode == 0:
-        paths["tflite_nhwc"] = out / "keras_nhwc_fp32.tflite"
-        paths["tflite_int8"] = out / "keras_nhwc_int8.tflite"
-    else:
-        warnings.warn(f"TensorFlow model build failed, NHWC/int8 tests will skip:\n{log[-2000:]}", stacklevel=1)
+        paths.update(tflite_nhwc=out / "tf_nhwc_fp32.tflite", tflite_int8=out / "tf_nhwc_int8.tflite")
 
     with torch.no_grad():
         ref = model(torch.from_numpy(norm)).numpy()
-    data = out / "eval.npz"
-    y = rng.integers(0, 4, len(x))
-    np.savez(data, x=x, y=y, teacher_pred=ref.argmax(1))
-    meta = {}
-    for name, layout in (("nchw", "NCHW"), ("nhwc", "NHWC"), ("int8", "NHWC")):
-        meta[name] = out / f"{name}.json"
-        meta[name].write_text(json.dumps(_meta(layout, "int8" if name == "int8" else "fp32")))
-    return {"paths": paths, "x": x, "y": y, "ref": ref, "data": data, "meta": meta, "dir": out}
+    y = np.random.default_rng(1).integers(0, 4, len(x))
+    np.savez(out / "eval.npz", x=x, y=y, teacher_pred=ref.argmax(1))
+    meta = {name: out / f"{name}.json" for name in ("nchw", "nhwc", "int8")}
+    for name, path in meta.items():
+        path.write_text(json.dumps(_meta("NCHW" if name == "nchw" else "NHWC", "int8" if name == "int8" else "fp32")))
+    return {"paths": paths, "x": x, "y": y, "ref": ref, "data": out / "eval.npz", "meta": meta, "dir": out,
+            "tf_log": tf_log[-600:]}  # fmt: skip
 
 
 def _model(tiny, key: str) -> Path:
     if key not in tiny["paths"]:
-        pytest.skip(f"{key} model could not be built here (litert-torch or tensorflow missing)")
+        pytest.skip(f"{key} model could not be built here (litert-torch or tensorflow missing): {tiny['tf_log']}")
     return tiny["paths"][key]
 
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from edgekd.errors import ModelError
-from edgekd.fsutil import atomic_path
+from edgekd.fsutil import atomic_write_bytes
 
 
 def save_state_dict(model: nn.Module, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    return path
+    # Through a buffer: torch.save names the archive after the file, and a temp file's random name would make two
+    # identical models hash differently.
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ from edgekd.distill import hinton_loss
 from edgekd.models import build_model
 from edgekd.models.io import load_torch_model, save_torch_model
 from edgekd.stages.base import register_stage, require
-from edgekd.train import accuracy, fit
+from edgekd.train import accuracy, fit, seed_everything
 
 
 class DistillConfig(StageConfig):
@@ -44,6 +44,7 @@ def run_distill(cfg: DistillConfig, ctx, inputs) -> list:
     spec = cfg.student.as_dict()
     aug = ctx.pipeline.data.augment
     outputs = []
+    seed_everything(ctx.seed)  # the student and the baseline start from the same initial weights
     student = build_model(spec, data.input_shape[1], data.num_classes)
     res = fit(student, data, cfg.train, aug, ctx.seed, kd, "distill", device)
     student.cpu()
@@ -53,6 +54,7 @@ def run_distill(cfg: DistillConfig, ctx, inputs) -> list:
                                     val_accuracy=val, history=res.history, temperature=cfg.temperature,
                                     alpha=cfg.alpha))
     if cfg.baseline:
+        seed_everything(ctx.seed)
         base = build_model(spec, data.input_shape[1], data.num_classes)
         res_b = fit(base, data, cfg.train, aug, ctx.seed,
                     lambda logits, y, _x: F.cross_entropy(logits, y, label_smoothing=cfg.train.label_smoothing),

@@ -13,7 +13,7 @@ from edgekd.models import build_model
 from edgekd.models.checkpoint import load_into
 from edgekd.models.io import save_torch_model
 from edgekd.stages.base import register_stage, require
-from edgekd.train import accuracy, fit
+from edgekd.train import accuracy, fit, seed_everything
 
 
 class TeacherConfig(StageConfig):
@@ -30,6 +30,7 @@ def _inputs(cfg: TeacherConfig, store) -> list[str]:
 def run_teacher(cfg: TeacherConfig, ctx, inputs) -> list:
     """Load or train the teacher."""
     data = SplitData.load(inputs["dataset"].path)
+    seed_everything(ctx.seed)  # weight initialisation draws from the global RNG
     model = build_model(cfg.model.as_dict(), data.input_shape[1], data.num_classes)
     device = ctx.device()
     extra: dict = {"role": "teacher"}
