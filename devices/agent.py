@@ -281,6 +281,15 @@ def _rss_now_mb() -> float | None:
 
 
 def _peak_rss_mb() -> float | None:
+    # VmHWM first: ru_maxrss survives fork+exec on Linux, so a child of a big parent (edgekd with torch loaded)
+    # would report the parent's peak; VmHWM belongs to this process image only.
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 2)
+    except (OSError, ValueError, IndexError):
+        pass
     if resource is None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

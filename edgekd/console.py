@@ -8,7 +8,8 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-console = Console(stderr=True, highlight=False)
+# Not a terminal (CI logs, pipes): rich would assume 80 columns and squeeze the results table; logs can be wide.
+console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 180)
 
 
 def progress() -> Progress:

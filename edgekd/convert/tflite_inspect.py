@@ -1,4 +1,4 @@
-"""Read what is really inside a .tflite file: tensor dtypes, I/O quantisation, operators, and a truthful precision label.
+"""Read what is really inside a .tflite file: tensor dtypes, I/O quantisation, operators and a truthful precision.
 
 The flatbuffer is parsed with the schema module shipped in ``ai_edge_litert`` (pure Python, needs only ``flatbuffers``),
 so this module never imports TensorFlow. The precision label is computed from the tensors the compute operators really
@@ -15,7 +15,15 @@ from edgekd.errors import ModelError
 
 # Operators whose second input is a weight tensor; they decide the precision label.
 COMPUTE_OPS = frozenset(
-    {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D", "CONV_3D_TRANSPOSE", "BATCH_MATMUL"}
+    {
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "FULLY_CONNECTED",
+        "TRANSPOSE_CONV",
+        "CONV_3D",
+        "CONV_3D_TRANSPOSE",
+        "BATCH_MATMUL",
+    }
 )
 _FILTER_INPUT = {"TRANSPOSE_CONV": 1, "CONV_3D_TRANSPOSE": 1}  # TRANSPOSE_CONV is (output_shape, weights, input)
 _DATA_INPUT = {"TRANSPOSE_CONV": 2, "CONV_3D_TRANSPOSE": 2}
@@ -161,10 +169,19 @@ def classify(parsed: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                     "output_dtype": sg["tensors"][op["outputs"][0]]["dtype"] if op["outputs"] else None,
                 }
             )
-    if not evidence:
-        acts = {t["dtype"] for sg in parsed["subgraphs"] for t in sg["tensors"] if not t["constant"]}
-        consts = {t["dtype"] for sg in parsed["subgraphs"] for t in sg["tensors"] if t["constant"]}
-        if acts <= {"float32", "int32", "int64", "bool"} and consts <= {"float32", "int32", "int64", "bool"}:
+    if not evidence:  # no conv/matmul with a weight: judge by the tensors themselves
+        inner, consts = set(), set()
+        for sg in parsed["subgraphs"]:
+            boundary = set(sg["inputs"]) | set(sg["outputs"])
+            for i, t in enumerate(sg["tensors"]):
+                if t["constant"]:
+                    consts.add(t["dtype"])
+                elif i not in boundary:
+                    inner.add(t["dtype"])
+        inner -= {"int32", "int64", "bool"}
+        if inner and inner <= {"int8", "uint8"}:
+            return PRECISION_INT8, evidence
+        if inner <= {"float32"} and consts <= {"float32", "int32", "int64", "bool"}:
             return PRECISION_FP32, evidence
         return PRECISION_MIXED, evidence
 
@@ -186,8 +203,13 @@ def classify(parsed: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 
     kinds = {kind(e) for e in evidence}
     if len(kinds) == 1 and kinds != {"other"}:
-        return {"int8": PRECISION_INT8, "int16x8": PRECISION_INT16X8, "dynamic": PRECISION_DYNAMIC,
-                "fp16": PRECISION_FP16, "fp32": PRECISION_FP32}[kinds.pop()], evidence
+        return {
+            "int8": PRECISION_INT8,
+            "int16x8": PRECISION_INT16X8,
+            "dynamic": PRECISION_DYNAMIC,
+            "fp16": PRECISION_FP16,
+            "fp32": PRECISION_FP32,
+        }[kinds.pop()], evidence
     if "dynamic" in kinds and kinds <= {"dynamic", "fp32", "fp16"}:
         # Dynamic-range converters leave small weights in float on purpose.
         return PRECISION_DYNAMIC, evidence

@@ -33,6 +33,7 @@ from edgekd.errors import ModelError
 from edgekd.fsutil import atomic_path
 
 CONVERTER = "onnx2tf"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SUFFIX = {
     ("fp32", False): "float32",
@@ -77,9 +78,11 @@ def _prepare_onnx(onnx_path: Path, dst: Path) -> tuple[list[str], list[list[int 
                 raise ModelError(f"{onnx_path}: graph input {out.name!r} is also an output; cannot convert")
     dims = [_dims(vi) for vi in inputs]
     dynamic_batch = any(d and d[0] is None for d in dims)
-    for vi, d in zip(inputs, dims):
+    for vi, d in zip(inputs, dims, strict=True):
         if any(x is None for x in d[1:]):
-            raise ModelError(f"{onnx_path}: input {vi.name!r} has dynamic non-batch dimensions {d}; export it with a fixed shape")
+            raise ModelError(
+                f"{onnx_path}: input {vi.name!r} has dynamic non-batch dimensions {d}; export it with a fixed shape"
+            )
     onnx.save(model, str(dst))
     return [vi.name for vi in inputs], dims, dynamic_batch
 
@@ -133,7 +136,9 @@ def convert_onnx2tf(
         cind = None
         if precision == "int8":
             if len(names) != 1:
-                raise ModelError(f"{onnx_path}: int8 calibration supports single-input models, this one has {len(names)}")
+                raise ModelError(
+                    f"{onnx_path}: int8 calibration supports single-input models, this one has {len(names)}"
+                )
             cal = np.asarray(calibration, dtype=np.float32)
             if list(cal.shape[1:]) != list(dims[0][1:]):
                 raise ModelError(f"calibration samples have shape {tuple(cal.shape[1:])}, the ONNX input is {dims[0]}")
@@ -167,12 +172,13 @@ def convert_onnx2tf(
             log_text = log.read_text(errors="replace") if log.exists() else ""
             if isinstance(exc, SystemExit):  # onnx2tf logs the reason and calls sys.exit(1)
                 errs = [ln.strip() for ln in log_text.splitlines() if "ERROR" in ln or "Error" in ln]
-                exc = RuntimeError(re.sub(r"\x1b\[[0-9;]*m", "", errs[0]) if errs else f"onnx2tf exited ({exc.code})")
-            raise ModelError(describe_failure(CONVERTER, exc, re.sub(r"\x1b\[[0-9;]*m", "", log_text))) from None
+                exc = RuntimeError(_ANSI.sub("", errs[0]) if errs else f"onnx2tf exited ({exc.code})")
+            raise ModelError(describe_failure(CONVERTER, exc, _ANSI.sub("", log_text))) from None
         produced = out_dir / f"model_{_SUFFIX[(precision, int8_io)]}.tflite"
         if not produced.is_file():
-            tail = " | ".join(ln.strip() for ln in log.read_text(errors="replace").splitlines()[-3:]) if log.exists() else ""
-            raise ModelError(f"onnx2tf did not write {produced.name} ({re.sub(chr(27) + r'[[0-9;]*m', '', tail)[:300]})")
+            lines = log.read_text(errors="replace").splitlines()[-3:] if log.exists() else []
+            tail = _ANSI.sub("", " | ".join(ln.strip() for ln in lines))[:300]
+            raise ModelError(f"onnx2tf did not write {produced.name} ({tail})")
         with atomic_path(out_path) as tmp_out:
             shutil.copyfile(produced, tmp_out)
             info = verify_precision(tmp_out, precision, int8_io, CONVERTER)

@@ -6,6 +6,7 @@ Every number comes from ``devices/agent.py``: accuracy and teacher agreement on 
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from edgekd.artifacts import MODEL_KINDS, Artifact, Benchmark
 from edgekd.config import StageConfig
 from edgekd.console import progress
 from edgekd.data import SplitData
-from edgekd.fsutil import atomic_path, atomic_write_json
+from edgekd.fsutil import atomic_path, atomic_write_bytes, atomic_write_json
 from edgekd.models.io import load_torch_model
 from edgekd.stages.base import register_stage, require
 from edgekd.transports.local import run_agent
@@ -44,11 +45,12 @@ def export_pt2(art: Artifact, path: Path) -> Path:
     import torch
 
     model = load_torch_model(art)
-    with warnings.catch_warnings(), atomic_path(path) as tmp:
+    buf = io.BytesIO()  # a buffer: torch.export.save warns about (and names entries after) non-.pt2 temp names
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prog = torch.export.export(model, (torch.zeros(tuple(art.meta["input_shape"])),))
-        torch.export.save(prog, str(tmp))
-    return path
+        torch.export.save(prog, buf)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def variant_name(art: Artifact) -> str:
