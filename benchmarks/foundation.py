@@ -24,8 +24,11 @@ PIPELINE = ROOT / "pipelines" / "mobile_vision.yaml"
 
 def run(out: Path, seed: int) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "edgekd", "run", str(PIPELINE), "-o", str(out), "--set", f"seed={seed}"],
-                   check=True, env={**__import__("os").environ, "EDGEKD_QUIET": "1"})
+    subprocess.run(
+        [sys.executable, "-m", "edgekd", "run", str(PIPELINE), "-o", str(out), "--set", f"seed={seed}"],
+        check=True,
+        env={**__import__("os").environ, "EDGEKD_QUIET": "1"},
+    )
     return time.perf_counter() - t0
 
 
@@ -73,25 +76,55 @@ def main() -> int:
     checks = [
         ("cold pipeline time (s), seed 0", f"{results[first]['cold_s']:.0f}", "≤ 600", results[first]["cold_s"] <= 600),
         ("cached re-run time (s)", f"{cached:.1f}", "≤ 20", cached <= 20),
-        ("int8 TFLite acc − teacher acc (points, mean)",
-         f"{statistics.mean(acc['student/tflite-int8']) - statistics.mean(acc['teacher/pytorch']):+.2f}", "≥ −1.5",
-         statistics.mean(acc["student/tflite-int8"]) >= statistics.mean(acc["teacher/pytorch"]) - 1.5),
+        (
+            "int8 TFLite acc − teacher acc (points, mean)",
+            f"{statistics.mean(acc['student/tflite-int8']) - statistics.mean(acc['teacher/pytorch']):+.2f}",
+            "≥ −1.5",
+            statistics.mean(acc["student/tflite-int8"]) >= statistics.mean(acc["teacher/pytorch"]) - 1.5,
+        ),
         ("teacher params / student params", f"{t['params'] / s['params']:.1f}", "≥ 8", t["params"] >= 8 * s["params"]),
-        ("teacher PyTorch latency / int8 TFLite latency", f"{t['latency_ms']['mean'] / q['latency_ms']['mean']:.1f}",
-         "≥ 5", t["latency_ms"]["mean"] >= 5 * q["latency_ms"]["mean"]),
-        ("distilled acc − scratch acc (points, mean)",
-         f"{statistics.mean(acc['student/pytorch']) - statistics.mean(acc['baseline/pytorch']):+.2f}", "≥ 0",
-         statistics.mean(acc["student/pytorch"]) >= statistics.mean(acc["baseline/pytorch"])),
-        ("ONNX fp32 max |Δlogit| vs PyTorch", f"{r['student/onnx-fp32']['max_abs_diff_vs_torch']:.1e}", "≤ 1e-4",
-         r["student/onnx-fp32"]["max_abs_diff_vs_torch"] <= 1e-4),
-        ("TFLite fp32 max |Δlogit| vs PyTorch", f"{f32['max_abs_diff_vs_torch']:.1e}", "≤ 1e-4",
-         f32["max_abs_diff_vs_torch"] <= 1e-4),
-        ("TFLite int8 top-1 agreement with fp32 (%)", f"{100 * q['agreement_vs_fp32']:.2f}", "≥ 98",
-         q["agreement_vs_fp32"] >= 0.98),
-        ("ONNX int8 top-1 agreement with fp32 (%)", f"{100 * r['student/onnx-int8']['agreement_vs_fp32']:.2f}",
-         "≥ 98", r["student/onnx-int8"]["agreement_vs_fp32"] >= 0.98),
-        ("int8 TFLite size / fp32 TFLite size", f"{q['size_bytes'] / f32['size_bytes']:.3f}", "≤ 0.35",
-         q["size_bytes"] <= 0.35 * f32["size_bytes"]),
+        (
+            "teacher PyTorch latency / int8 TFLite latency",
+            f"{t['latency_ms']['mean'] / q['latency_ms']['mean']:.1f}",
+            "≥ 5",
+            t["latency_ms"]["mean"] >= 5 * q["latency_ms"]["mean"],
+        ),
+        (
+            "distilled acc − scratch acc (points, mean)",
+            f"{statistics.mean(acc['student/pytorch']) - statistics.mean(acc['baseline/pytorch']):+.2f}",
+            "≥ 0",
+            statistics.mean(acc["student/pytorch"]) >= statistics.mean(acc["baseline/pytorch"]),
+        ),
+        (
+            "ONNX fp32 max |Δlogit| vs PyTorch",
+            f"{r['student/onnx-fp32']['max_abs_diff_vs_torch']:.1e}",
+            "≤ 1e-4",
+            r["student/onnx-fp32"]["max_abs_diff_vs_torch"] <= 1e-4,
+        ),
+        (
+            "TFLite fp32 max |Δlogit| vs PyTorch",
+            f"{f32['max_abs_diff_vs_torch']:.1e}",
+            "≤ 1e-4",
+            f32["max_abs_diff_vs_torch"] <= 1e-4,
+        ),
+        (
+            "TFLite int8 top-1 agreement with fp32 (%)",
+            f"{100 * q['agreement_vs_fp32']:.2f}",
+            "≥ 98",
+            q["agreement_vs_fp32"] >= 0.98,
+        ),
+        (
+            "ONNX int8 top-1 agreement with fp32 (%)",
+            f"{100 * r['student/onnx-int8']['agreement_vs_fp32']:.2f}",
+            "≥ 98",
+            r["student/onnx-int8"]["agreement_vs_fp32"] >= 0.98,
+        ),
+        (
+            "int8 TFLite size / fp32 TFLite size",
+            f"{q['size_bytes'] / f32['size_bytes']:.3f}",
+            "≤ 0.35",
+            q["size_bytes"] <= 0.35 * f32["size_bytes"],
+        ),
     ]
     print()
     for name, value, target, ok in checks:

@@ -7,7 +7,7 @@ runtime the model needs (ai-edge-litert or tflite-runtime for .tflite, onnxrunti
 imported when that format is used. edgekd also imports it by file path to check exported models.
 
     python agent.py --model m.tflite --meta m.json --data eval.npz [--threads 1] [--warmup 10] [--runs 100]
-                    [--eval-limit N] [--preds-out preds.npy]
+                    [--eval-limit N] [--preds-out preds.npy] [--cpus 4,5,6,7] [--no-xnnpack] [--raw-latencies]
 """
 
 from __future__ import annotations
@@ -76,8 +76,16 @@ class _Tflite:
                 raise AgentError(f"cannot run {name}: no TFLite runtime, pip install ai-edge-litert") from None
         self._tfl = tfl
 
-    def load(self, path: Path, threads: int) -> None:
-        self._it = self._tfl.Interpreter(model_path=str(path), num_threads=threads)
+    def load(self, path: Path, threads: int, xnnpack: bool = True) -> None:
+        opts = {}
+        if not xnnpack:  # XNNPACK is applied by default; this resolver leaves the builtin kernels alone
+            resolver = getattr(getattr(self._tfl, "OpResolverType", None), "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+            if resolver is None:
+                raise AgentError(
+                    f"{self.runtime} {self.version} cannot turn XNNPACK off; pip install -U ai-edge-litert"
+                )
+            opts["experimental_op_resolver_type"] = resolver
+        self._it = self._tfl.Interpreter(model_path=str(path), num_threads=threads, **opts)
         self._it.allocate_tensors()
         ins, outs = self._it.get_input_details(), self._it.get_output_details()
         # shape_signature keeps -1 for dynamic dims where shape shows the current allocation
@@ -109,7 +117,7 @@ class _Onnx:
             raise AgentError(f"cannot run {name}: onnxruntime is missing, pip install onnxruntime") from None
         self.runtime, self.version, self._ort = "onnxruntime", _version("onnxruntime", ort), ort
 
-    def load(self, path: Path, threads: int) -> None:
+    def load(self, path: Path, threads: int, xnnpack: bool = True) -> None:  # XNNPACK is a LiteRT switch only
         ort = self._ort
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
@@ -135,7 +143,7 @@ class _Torch:
             raise AgentError(f"cannot run {name}: torch is missing, pip install torch") from None
         self.runtime, self.version, self._torch = "torch", torch.__version__, torch
 
-    def load(self, path: Path, threads: int) -> None:
+    def load(self, path: Path, threads: int, xnnpack: bool = True) -> None:
         # Process-wide in torch (there is no per-module setting): a caller that trains afterwards must reset it.
         self._torch.set_num_threads(threads)
         program = self._torch.export.load(str(path))
@@ -183,11 +191,11 @@ def _round_half_away(v: np.ndarray) -> np.ndarray:
 class Runner:
     """One loaded model behind one interface: prepare() raw images, predict() logits, invoke_once() for timing."""
 
-    def __init__(self, model_path: str, meta: dict, threads: int = 1):
+    def __init__(self, model_path: str, meta: dict, threads: int = 1, xnnpack: bool = True):
         # Taken before the runtime is imported, so peak - before is what the runtime and the model cost.
         self.rss_before_load_mb = _rss_now_mb()
         path = Path(model_path)
-        self.model_path, self.threads = str(path), int(threads)
+        self.model_path, self.threads, self.xnnpack = str(path), int(threads), bool(xnnpack)
         self.meta = _check_meta(meta, path.name)
         if not path.is_file():
             raise AgentError(f"model file not found: {path}")
@@ -200,12 +208,15 @@ class Runner:
         self.runtime, self.runtime_version = self._backend.runtime, self._backend.version
         start = time.perf_counter_ns()  # load time is creating the interpreter/session, not importing the runtime
         try:
-            self._backend.load(path, self.threads)
+            self._backend.load(path, self.threads, self.xnnpack)
+        except AgentError:
+            raise
         except Exception as exc:  # truncated or corrupt file, unsupported op: the runtime's own words, one line
             raise AgentError(f"{self.runtime} cannot load {path.name}: {_one_line(exc)}") from None
         self.load_time_ms = (time.perf_counter_ns() - start) / 1e6
         self.rss_after_load_mb = _rss_now_mb()
         self.last_preds: np.ndarray | None = None  # argmax of the last benchmark() eval, for --preds-out
+        self.last_times_ms: list[float] = []  # every timed run of the last benchmark(), for --raw-latencies
 
         _, c, h, w = meta["input_shape"]
         self._chw = (c, h, w)
@@ -265,8 +276,8 @@ class Runner:
         return out.astype(np.float32, copy=False).reshape(len(x), -1)
 
 
-def load_runner(model_path: str, meta: dict, threads: int = 1) -> Runner:
-    return Runner(model_path, meta, threads)
+def load_runner(model_path: str, meta: dict, threads: int = 1, xnnpack: bool = True) -> Runner:
+    return Runner(model_path, meta, threads, xnnpack)
 
 
 def _rss_now_mb() -> float | None:
@@ -338,6 +349,7 @@ def benchmark(
         if gc_was_on:
             gc.enable()
     ms = times_ns / 1e6
+    runner.last_times_ms = [round(float(v), 4) for v in ms]
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     latency = {"mean": ms.mean(), "std": ms.std(), "p50": p50, "p90": p90, "p99": p99, "min": ms.min(), "max": ms.max()}
 
@@ -350,6 +362,7 @@ def benchmark(
         "runtime_version": runner.runtime_version,
         "precision": runner.meta.get("precision"),
         "threads": runner.threads,
+        "xnnpack": runner.xnnpack if runner.format == "tflite" else None,
         "io": runner.io_details(),
         "load_time_ms": round(runner.load_time_ms, 3),
         "latency_ms": {key: round(float(v), 4) for key, v in latency.items()},
@@ -418,6 +431,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate accuracy on the first N samples only")
     p.add_argument("--preds-out", default=None, help="save the top-1 predictions (int64 .npy) here")
+    p.add_argument("--cpus", default=None, help="pin to these CPU ids, e.g. 4,5,6,7 (the big cores of a phone)")
+    p.add_argument("--no-xnnpack", action="store_true", help="LiteRT: builtin kernels instead of the XNNPACK delegate")
+    p.add_argument("--raw-latencies", action="store_true", help="also report every timed run (latencies_ms)")
     return p.parse_args(argv)
 
 
@@ -446,8 +462,9 @@ def _run(args: argparse.Namespace) -> dict:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise AgentError(f"meta file {meta_path} is not valid JSON: {_one_line(exc)}") from None
+    cpus = _pin(args.cpus) if args.cpus else None  # before the runtime starts its threads, which inherit it
     x, y, teacher = _load_eval(data)  # before the model, so rss_before_load_mb already includes the data
-    runner = load_runner(str(model), meta, args.threads)
+    runner = load_runner(str(model), meta, args.threads, not args.no_xnnpack)
     try:
         result = benchmark(runner, x, y, teacher, warmup=args.warmup, runs=args.runs, eval_limit=args.eval_limit)
     except AgentError as exc:  # benchmark() only complains about the data: wrong shape, too few labels
@@ -456,7 +473,22 @@ def _run(args: argparse.Namespace) -> dict:
         raise AgentError(f"{runner.runtime} failed running {model.name}: {_one_line(exc)}") from None
     if args.preds_out:
         np.save(args.preds_out, runner.last_preds)
-    return {"model": model.name, "size_bytes": model.stat().st_size, **result}
+    if args.raw_latencies:
+        result["latencies_ms"] = runner.last_times_ms
+    return {"model": model.name, "size_bytes": model.stat().st_size, "cpus": cpus, **result}
+
+
+def _pin(spec: str) -> list[int]:
+    try:
+        cpus = sorted({int(c) for c in spec.split(",") if c.strip()})
+        os.sched_setaffinity(0, cpus)
+    except AttributeError:
+        raise AgentError("--cpus: this OS cannot pin a process to CPUs (no sched_setaffinity)") from None
+    except (ValueError, OSError) as exc:
+        raise AgentError(
+            f"--cpus {spec}: cannot pin to these CPUs ({_one_line(exc)}); the device has {os.cpu_count()} cores"
+        ) from None
+    return cpus
 
 
 def main(argv: list[str] | None = None) -> int:

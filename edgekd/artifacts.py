@@ -11,7 +11,7 @@ from edgekd.fsutil import file_sha256
 
 @dataclass
 class Artifact:
-    """A file produced by a stage. ``name`` is how later stages ask for it (e.g. ``student``, ``tflite/student-int8``)."""
+    """A file produced by a stage; ``name`` is how later stages ask for it (``student``, ``tflite/student-int8``)."""
 
     name: str
     path: Path
@@ -25,8 +25,13 @@ class Artifact:
             self.sha256 = file_sha256(self.path)
 
     def to_manifest(self, base: Path) -> dict:
-        return {"name": self.name, "kind": self.kind, "path": str(self.path.relative_to(base)), "sha256": self.sha256,
-                "meta": self.meta}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "path": str(self.path.relative_to(base)),
+            "sha256": self.sha256,
+            "meta": self.meta,
+        }
 
     @staticmethod
     def from_manifest(entry: dict, base: Path) -> Artifact:

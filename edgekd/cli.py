@@ -11,14 +11,21 @@ import typer
 
 from edgekd import __version__
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Distil a big PyTorch model into a small one and ship it to the edge, with measured numbers.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Distil a big PyTorch model into a small one and ship it to the edge, with measured numbers.",
+)
 
 
 def _fail(exc: BaseException, code: int) -> None:
-    from edgekd.console import console
+    from rich.markup import escape
 
-    console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    from edgekd.console import console
+    from edgekd.errors import one_line
+
+    console.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -43,8 +50,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                               help="Show the version and exit.")] = False) -> None:
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
     """edgekd: teacher -> distilled student -> ONNX / TFLite -> benchmark -> report."""
 
 
@@ -52,7 +62,9 @@ Overrides = Annotated[list[str] | None, typer.Option("--set", help="Override a k
 
 
 @app.command()
-def validate(pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file.")], overrides: Overrides = None) -> None:
+def validate(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file.")], overrides: Overrides = None
+) -> None:
     """Check a pipeline file without running anything."""
     from edgekd.config import load_pipeline
 
@@ -62,10 +74,12 @@ def validate(pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file."
 
 
 @app.command()
-def run(pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
-        output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Run directory.")] = None,
-        force: Annotated[bool, typer.Option("--force", help="Ignore the cache and re-run every stage.")] = False,
-        overrides: Overrides = None) -> None:
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Run directory.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Ignore the cache and re-run every stage.")] = False,
+    overrides: Overrides = None,
+) -> None:
     """Run a pipeline; unchanged stages are reused from the run directory."""
     from edgekd.config import load_pipeline
     from edgekd.console import console

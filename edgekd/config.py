@@ -1,7 +1,7 @@
 """Pipeline configuration: YAML -> pydantic models, one typed config per stage, errors at their YAML path and line.
 
-YAML is read with ``yaml.safe_load`` (no tags that build objects). Every stage's config class lives with its stage and is
-found through the stage registry, so adding a stage never touches this file.
+YAML is read with ``yaml.safe_load`` (no tags that build objects). Every stage's config class lives with its stage
+and is found through the stage registry, so adding a stage never touches this file.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ class ModelSpec(Strict):
         if (self.name is None) == (self.import_ is None):
             raise ValueError("give exactly one of 'name' (a zoo model) or 'import' (package.module:Class)")
         if self.name is not None:
-            from edgekd.models.registry import MODELS
             import edgekd.models.zoo  # noqa: F401
+            from edgekd.models.registry import MODELS
 
             if self.name not in MODELS:
                 raise ValueError(MODELS.unknown_message(self.name))
@@ -177,8 +177,9 @@ def apply_overrides(doc: dict, overrides: list[str]) -> dict:
         target: Any = doc
         head = parts[0]
         if head not in doc and isinstance(doc.get("stages"), list):
-            target = next((s for s in doc["stages"] if isinstance(s, dict) and (s.get("name") or s.get("stage"))
-                           == head), None)
+            target = next(
+                (s for s in doc["stages"] if isinstance(s, dict) and (s.get("name") or s.get("stage")) == head), None
+            )
             if target is None:
                 raise ConfigError(f"--set '{item}': '{head}' is neither a top-level key nor a stage name")
             parts = parts[1:]
@@ -237,12 +238,16 @@ def validate_document(doc: Any, root: yaml.Node | None = None, where: str = "<pi
     raw_stages = doc.get("stages") if isinstance(doc.get("stages"), list) else []
     for i, raw in enumerate(raw_stages):
         if not isinstance(raw, dict) or "stage" not in raw:
-            errors.append(f"{where}:{_line_of(root, ('stages', i))}: stages[{i}]: each stage needs a 'stage' key "
-                          f"(one of: {', '.join(STAGES.names())})")
+            errors.append(
+                f"{where}:{_line_of(root, ('stages', i))}: stages[{i}]: each stage needs a 'stage' key "
+                f"(one of: {', '.join(STAGES.names())})"
+            )
             continue
         if not isinstance(raw["stage"], str) or raw["stage"] not in STAGES:
-            errors.append(f"{where}:{_line_of(root, ('stages', i, 'stage'))}: stages[{i}].stage: "
-                          + STAGES.unknown_message(str(raw["stage"])))
+            errors.append(
+                f"{where}:{_line_of(root, ('stages', i, 'stage'))}: stages[{i}].stage: "
+                + STAGES.unknown_message(str(raw["stage"]))
+            )
             continue
         try:
             stages.append(STAGES.get(raw["stage"]).config_cls.model_validate(raw))

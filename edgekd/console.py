@@ -15,8 +15,16 @@ console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty(
 def progress() -> Progress:
     """A progress bar (epochs, conversions, benchmark runs); hidden when stderr is not a terminal or EDGEKD_QUIET=1."""
     disable = os.environ.get("EDGEKD_QUIET") == "1" or not sys.stderr.isatty()
-    return Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), console=console, transient=True, disable=disable)
+    return Progress(
+        TextColumn("  {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=disable,
+    )
 
 
 def log(msg: str) -> None:

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """Collapse a message to one printable line (escapes control characters and unicode line separators)."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in " ".join(text.split("\n"))
+    )
+
+
 class EdgekdError(Exception):
     """Base class for every error edgekd reports to a user (printed as one line, exit code 1 or 2)."""
 

@@ -9,11 +9,31 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+MIN_FREE_MB = float(os.environ.get("EDGEKD_MIN_FREE_MB", "200"))  # refuse to start a stage with less free disk
+
+
+def ensure_free_space(directory: str | os.PathLike, needed_bytes: int = 0, what: str = "write") -> None:
+    """Fail before a write when the disk cannot take it (plus a margin), instead of leaving a full disk mid-write."""
+    from edgekd.errors import EdgekdError
+
+    directory = Path(directory)
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    free = shutil.disk_usage(directory).free
+    need = needed_bytes + int(MIN_FREE_MB * 2**20)
+    if free < need:
+        raise EdgekdError(
+            f"not enough free disk space in '{directory}' to {what}: {free / 2**20:.0f} MB free, "
+            f"{need / 2**20:.0f} MB needed (EDGEKD_MIN_FREE_MB={MIN_FREE_MB:g} MB kept free); "
+            f"nothing was overwritten"
+        )
 
 
 _UMASK = os.umask(0)
@@ -40,6 +60,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    ensure_free_space(Path(path).parent, len(data), f"write {Path(path).name}")
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)

@@ -24,8 +24,8 @@ from edgekd.artifacts import Artifact
 from edgekd.config import PipelineConfig, StageConfig
 from edgekd.console import log
 from edgekd.errors import EdgekdError, StageError
-from edgekd.fsutil import atomic_write_json, json_sha256
-from edgekd.stages import STAGES, DATA_STAGE
+from edgekd.fsutil import atomic_write_json, ensure_free_space, json_sha256
+from edgekd.stages import DATA_STAGE, STAGES
 from edgekd.stages.base import Stage, StageContext
 
 MANIFEST = "manifest.json"
@@ -45,9 +45,16 @@ def library_versions(names: tuple[str, ...]) -> dict[str, str]:
 def cache_key(stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact]) -> str:
     """Hash of everything that can change a stage's outputs: its config, inputs' content, seed, device, versions."""
     config = cfg.model_dump(mode="json", exclude={"enabled"})
-    return json_sha256({"stage": stage.name, "config": config, "seed": pipeline.seed, "device": pipeline.device,
-                        "inputs": {k: v.sha256 for k, v in sorted(inputs.items())},
-                        "versions": library_versions(stage.libraries)})
+    return json_sha256(
+        {
+            "stage": stage.name,
+            "config": config,
+            "seed": pipeline.seed,
+            "device": pipeline.device,
+            "inputs": {k: v.sha256 for k, v in sorted(inputs.items())},
+            "versions": library_versions(stage.libraries),
+        }
+    )
 
 
 @dataclass
@@ -76,17 +83,16 @@ class RunResult:
 def run_lock(run_dir: Path) -> Iterator[None]:
     """One ``edgekd run`` per run directory at a time; a second one is refused with a clear message."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(run_dir / ".lock", "w")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        raise EdgekdError(f"another edgekd run is using '{run_dir}'; wait for it or use another --output-dir") from None
-    try:
-        yield
-    finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+    with open(run_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            msg = f"another edgekd run is using '{run_dir}'; wait for it or use another --output-dir"
+            raise EdgekdError(msg) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def load_cached(out_dir: Path, key: str) -> tuple[list[Artifact], list[str]] | None:
@@ -104,12 +110,16 @@ def load_cached(out_dir: Path, key: str) -> tuple[list[Artifact], list[str]] | N
     return outputs, manifest.get("notes", [])
 
 
-def _run_stage(stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact],
-               out_dir: Path, key: str) -> StageResult:
+def _run_stage(
+    stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact], out_dir: Path, key: str
+) -> StageResult:
+    ensure_free_space(out_dir.parent, 0, f"run stage '{cfg.id}'")
     staging = out_dir.parent / ".staging" / out_dir.name
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    ctx = StageContext(out_dir=staging, pipeline=pipeline, stage_id=cfg.id)
+    # Keyed by the cache key: a changed config never resumes from another config's checkpoints.
+    resume = out_dir.parent / ".resume" / f"{cfg.id}-{key[:16]}"
+    ctx = StageContext(out_dir=staging, pipeline=pipeline, stage_id=cfg.id, resume_dir=resume)
     t0 = time.perf_counter()
     try:
         outputs = stage.run(cfg, ctx, inputs)
@@ -125,15 +135,23 @@ def _run_stage(stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise StageError(cfg.id, f"{type(exc).__name__}: {first}") from exc
     seconds = time.perf_counter() - t0
-    manifest = {"stage": stage.name, "id": cfg.id, "key": key, "config": cfg.model_dump(mode="json"),
-                "inputs": {k: v.sha256 for k, v in sorted(inputs.items())},
-                "versions": library_versions(stage.libraries), "seconds": round(seconds, 3),
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "notes": ctx.notes,
-                "outputs": [a.to_manifest(staging) for a in outputs]}
+    manifest = {
+        "stage": stage.name,
+        "id": cfg.id,
+        "key": key,
+        "config": cfg.model_dump(mode="json"),
+        "inputs": {k: v.sha256 for k, v in sorted(inputs.items())},
+        "versions": library_versions(stage.libraries),
+        "seconds": round(seconds, 3),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "notes": ctx.notes,
+        "outputs": [a.to_manifest(staging) for a in outputs],
+    }
     atomic_write_json(staging / MANIFEST, manifest)  # the manifest is written last: it marks the stage complete
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(staging, out_dir)
+    shutil.rmtree(resume, ignore_errors=True)
     final = [Artifact.from_manifest(e, out_dir) for e in manifest["outputs"]]
     return StageResult(cfg.id, stage.name, "ran", seconds, final, ctx.notes)
 
@@ -166,9 +184,15 @@ def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, fo
             results.append(res)
             store.update({a.name: a for a in res.outputs})
         shutil.rmtree(run_dir / ".staging", ignore_errors=True)
-        atomic_write_json(run_dir / "run.json", {
-            "pipeline": pipeline.name, "edgekd_version": __version__,
-            "stages": [{"id": r.id, "stage": r.stage, "status": r.status, "seconds": round(r.seconds, 3)}
-                       for r in results],
-            "artifacts": {k: a.to_manifest(run_dir) for k, a in store.items()}})
+        atomic_write_json(
+            run_dir / "run.json",
+            {
+                "pipeline": pipeline.name,
+                "edgekd_version": __version__,
+                "stages": [
+                    {"id": r.id, "stage": r.stage, "status": r.status, "seconds": round(r.seconds, 3)} for r in results
+                ],
+                "artifacts": {k: a.to_manifest(run_dir) for k, a in store.items()},
+            },
+        )
     return RunResult(run_dir, results, store)

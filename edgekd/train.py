@@ -7,17 +7,21 @@ epoch by validation accuracy is kept.
 from __future__ import annotations
 
 import copy
+import io
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgekd.config import AugmentConfig, TrainConfig
 from edgekd.console import progress
 from edgekd.data import SplitData, augment, batches, normalize
+from edgekd.fsutil import atomic_write_bytes
 
 # loss(student_logits, labels, normalised_inputs) -> scalar
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -48,30 +52,71 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15,
-                                                   anneal_strategy="cos")
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15, anneal_strategy="cos"
+        )
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: np.ndarray, mean: list[float], std: list[float], device: str = "cpu",
-                   batch_size: int = 256) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, x: np.ndarray, mean: list[float], std: list[float], device: str = "cpu", batch_size: int = 256
+) -> torch.Tensor:
     model.eval()
-    outs = [model(normalize(torch.from_numpy(x[i : i + batch_size]).to(device), mean, std)).float().cpu()
-            for i in range(0, len(x), batch_size)]
+    outs = [
+        model(normalize(torch.from_numpy(x[i : i + batch_size]).to(device), mean, std)).float().cpu()
+        for i in range(0, len(x), batch_size)
+    ]
     return torch.cat(outs)
 
 
-def accuracy(model: nn.Module, data: SplitData, split: str, device: str = "cpu") -> float:
+def evaluate(model: nn.Module, data: SplitData, split: str, device: str = "cpu") -> tuple[float, float]:
+    """(top-1 accuracy, mean cross-entropy) on a split."""
     x, y = data.arrays[split]
-    return float((predict_logits(model, x, data.mean, data.std, device).argmax(1).numpy() == y).mean())
+    logits = predict_logits(model, x, data.mean, data.std, device)
+    target = torch.from_numpy(np.asarray(y))
+    return float((logits.argmax(1) == target).float().mean()), float(F.cross_entropy(logits, target))
 
 
-def fit(model: nn.Module, data: SplitData, cfg: TrainConfig, aug: AugmentConfig, seed: int, loss_fn: LossFn,
-        desc: str, device: str = "cpu") -> TrainResult:
-    """Train ``model`` in place with ``loss_fn``; on return it holds the weights of the best validation epoch."""
+def accuracy(model: nn.Module, data: SplitData, split: str, device: str = "cpu") -> float:
+    return evaluate(model, data, split, device)[0]
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_checkpoint(path: Path | None) -> dict | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a checkpoint we cannot read is ignored: training restarts from epoch 1
+        return None
+
+
+def fit(
+    model: nn.Module,
+    data: SplitData,
+    cfg: TrainConfig,
+    aug: AugmentConfig,
+    seed: int,
+    loss_fn: LossFn,
+    desc: str,
+    device: str = "cpu",
+    checkpoint: Path | None = None,
+) -> TrainResult:
+    """Train ``model`` in place with ``loss_fn``; on return it holds the weights of the best validation epoch.
+
+    The best epoch is the one with the highest validation accuracy, ties broken by the lower validation loss (small
+    validation sets saturate at 100 %, and the first epoch to get there is rarely the best one).
+    With ``checkpoint``, the full training state (weights, optimiser, scheduler, RNG, best-so-far) is saved after every
+    epoch and, when present, training resumes after the last finished epoch and ends at the same weights.
+    """
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
     model.to(device)
@@ -79,11 +124,20 @@ def fit(model: nn.Module, data: SplitData, cfg: TrainConfig, aug: AugmentConfig,
     steps = (len(ytr) + cfg.batch_size - 1) // cfg.batch_size
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, steps)
-    best = (-1.0, 0, copy.deepcopy(model.state_dict()))
-    history = []
+    best = {"acc": -1.0, "loss": float("inf"), "epoch": 0, "state": copy.deepcopy(model.state_dict())}
+    history: list[dict] = []
+    start = 1
+    saved = _load_checkpoint(checkpoint)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        best, history, start = saved["best"], saved["history"], saved["epoch"] + 1
     with progress() as bar:
-        task = bar.add_task(desc, total=cfg.epochs, info="")
-        for epoch in range(1, cfg.epochs + 1):
+        task = bar.add_task(desc, total=cfg.epochs, completed=start - 1, info="")
+        for epoch in range(start, cfg.epochs + 1):
             model.train()
             total, n = 0.0, 0
             for xb, yb in batches(xtr, ytr, cfg.batch_size, gen, shuffle=True):
@@ -97,11 +151,32 @@ def fit(model: nn.Module, data: SplitData, cfg: TrainConfig, aug: AugmentConfig,
                 sched.step()
                 total += float(loss.detach()) * len(yb)
                 n += len(yb)
-            val_acc = accuracy(model, data, "val", device)
-            history.append({"epoch": epoch, "loss": round(total / n, 5), "val_accuracy": round(val_acc, 5)})
-            if val_acc > best[0]:
-                best = (val_acc, epoch, copy.deepcopy(model.state_dict()))
+            val_acc, val_loss = evaluate(model, data, "val", device)
+            history.append(
+                {
+                    "epoch": epoch,
+                    "loss": round(total / n, 5),
+                    "val_accuracy": round(val_acc, 5),
+                    "val_loss": round(val_loss, 5),
+                }
+            )
+            if (val_acc, -val_loss) > (best["acc"], -best["loss"]):
+                best = {"acc": val_acc, "loss": val_loss, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+            if checkpoint is not None:
+                _save_checkpoint(
+                    checkpoint,
+                    {
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "generator": gen.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "best": best,
+                        "history": history,
+                    },
+                )
             bar.update(task, advance=1, info=f"loss {total / n:.3f}  val {val_acc:.3f}")
-    model.load_state_dict(best[2])
+    model.load_state_dict(best["state"])
     model.eval()
-    return TrainResult(best[0], best[1], history)
+    return TrainResult(best["acc"], best["epoch"], history)

@@ -4,13 +4,13 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 
 def edgekd(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "edgekd", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekd", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def _one_line_error(proc, code: int, pattern: str):
@@ -33,14 +33,20 @@ def test_validate_default_pipeline():
     assert proc.returncode == 0 and "valid" in proc.stdout
 
 
-@pytest.mark.parametrize(("text", "pattern"), [
-    ("stages:\n  - stage: teacher\n    modle: {name: resnet_teacher}\n", r"pipe.yaml:3: stages\[0\]\.modle: unknown key"),
-    ("stages:\n  - stage: compress\n", r"unknown stage 'compress'.*known:"),
-    ("stages:\n  - stage: distill\n    student: {name: vgg}\n", r"unknown model 'vgg'"),
-    ("stages:\n  - stage: distill\n    temperature: hot\n", r"temperature: Input should be a valid number"),
-    ("stages: [\n", r"malformed YAML"),
-    ("data: {source: folder}\nstages: [{stage: report}]\n", r"data: Value|needs 'path'"),
-])
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        (
+            "stages:\n  - stage: teacher\n    modle: {name: resnet_teacher}\n",
+            r"pipe.yaml:3: stages\[0\]\.modle: unknown key",
+        ),
+        ("stages:\n  - stage: compress\n", r"unknown stage 'compress'.*known:"),
+        ("stages:\n  - stage: distill\n    student: {name: vgg}\n", r"unknown model 'vgg'"),
+        ("stages:\n  - stage: distill\n    temperature: hot\n", r"temperature: Input should be a valid number"),
+        ("stages: [\n", r"malformed YAML"),
+        ("data: {source: folder}\nstages: [{stage: report}]\n", r"data: Value|needs 'path'"),
+    ],
+)
 def test_bad_config_is_one_line_exit_2(write_pipeline, text, pattern):
     _one_line_error(edgekd("validate", write_pipeline(text)), 2, pattern)
     _one_line_error(edgekd("run", write_pipeline(text)), 2, pattern)
@@ -52,8 +58,11 @@ def test_missing_pipeline_file(tmp_path):
 
 def test_missing_dataset_folder_fails_the_data_stage(write_pipeline, tmp_path, tiny_doc):
     tiny_doc["data"] = {"source": "folder", "path": str(tmp_path / "no_such_dir")}
-    _one_line_error(edgekd("run", write_pipeline(tiny_doc), "-o", tmp_path / "run"), 1,
-                    r"stage 'data': dataset folder .*no_such_dir' does not exist")
+    _one_line_error(
+        edgekd("run", write_pipeline(tiny_doc), "-o", tmp_path / "run"),
+        1,
+        r"stage 'data': dataset folder .*no_such_dir' does not exist",
+    )
 
 
 def test_teacher_checkpoint_for_other_architecture(write_pipeline, tmp_path, tiny_doc):
@@ -61,5 +70,8 @@ def test_teacher_checkpoint_for_other_architecture(write_pipeline, tmp_path, tin
 
     torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.pt")
     tiny_doc["stages"][0]["checkpoint"] = str(tmp_path / "other.pt")
-    _one_line_error(edgekd("run", write_pipeline(tiny_doc), "-o", tmp_path / "run"), 1,
-                    r"stage 'teacher': checkpoint .*other.pt' does not fit the ResNetTeacher architecture")
+    _one_line_error(
+        edgekd("run", write_pipeline(tiny_doc), "-o", tmp_path / "run"),
+        1,
+        r"stage 'teacher': checkpoint .*other.pt' does not fit the ResNetTeacher architecture",
+    )

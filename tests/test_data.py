@@ -17,10 +17,11 @@ def test_digits_split_is_fixed_stratified_and_complete():
         assert np.array_equal(a.arrays[s][1], b.arrays[s][1])
         assert set(a.arrays[s][1]) == set(range(10))
     x = a.arrays["train"][0]
-    assert x.shape[1:] == (1, 16, 16) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert x.shape[1:] == (1, 16, 16) and x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
     assert a.meta()["input_layout"] == "NCHW" and a.meta()["labels"] == [str(i) for i in range(10)]
-    assert build_splits(DataConfig(image_size=16, split_seed=1)).arrays["test"][1].tolist() != \
-        a.arrays["test"][1].tolist()
+    assert (
+        build_splits(DataConfig(image_size=16, split_seed=1)).arrays["test"][1].tolist() != a.arrays["test"][1].tolist()
+    )
 
 
 def test_split_round_trips_through_npz(tmp_path):
@@ -63,8 +64,11 @@ def test_corrupt_image_fails_or_is_skipped_as_configured(tmp_path):
     with pytest.raises(DataError, match=r"corrupt or unreadable image '.*broken.png'"):
         build_splits(DataConfig(source="folder", path=str(root), image_size=8))
     with pytest.warns(UserWarning, match="broken.png"):
-        d = build_splits(DataConfig(source="folder", path=str(root), image_size=8, on_corrupt="skip",
-                                    val_fraction=0.2, test_fraction=0.2))
+        d = build_splits(
+            DataConfig(
+                source="folder", path=str(root), image_size=8, on_corrupt="skip", val_fraction=0.2, test_fraction=0.2
+            )
+        )
     assert sum(len(d.arrays[s][1]) for s in ("train", "val", "test")) == 12
 
 
@@ -96,3 +100,30 @@ def test_augmentation_is_seeded_and_keeps_shape():
     a = augment(x, torch.Generator().manual_seed(1), 2, 10)
     b = augment(x, torch.Generator().manual_seed(1), 2, 10)
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+
+
+def test_saved_split_is_memory_mapped_and_deterministic(tmp_path):
+    a = build_splits(DataConfig(image_size=8))
+    p1, p2 = a.save(tmp_path / "a.npz"), a.save(tmp_path / "b.npz")
+    assert p1.read_bytes() == p2.read_bytes()
+    b = SplitData.load(p1)
+    assert isinstance(b.arrays["train"][0], np.memmap)
+    assert np.array_equal(b.arrays["train"][0], a.arrays["train"][0])
+
+
+def test_image_folder_is_streamed_to_disk_not_loaded_whole(tmp_path, monkeypatch):
+    """Images are decoded one at a time into memory-mapped files: peak memory does not grow with the folder."""
+    import tracemalloc
+
+    root = _make_folder(tmp_path / "imgs", n=200)
+    decoded = 400 * 3 * 128 * 128 * 4  # 78 MB of float32 pixels once decoded
+    tracemalloc.start()
+    d = build_splits(DataConfig(source="folder", path=str(root), image_size=128, val_fraction=0.2,
+                                test_fraction=0.2), tmp_path / "work")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < decoded / 3, f"peak {peak / 2**20:.0f} MB of {decoded / 2**20:.0f} MB decoded"
+    for split in ("train", "val", "test"):
+        assert isinstance(d.arrays[split][0], np.memmap)
+        assert (tmp_path / "work" / f"x_{split}.npy").is_file()
+    assert sum(len(d.arrays[s][1]) for s in ("train", "val", "test")) == 400

@@ -29,7 +29,8 @@ def test_macs_of_a_single_conv_match_hand_count():
 
 
 def test_user_model_by_import_path(tmp_path, monkeypatch):
-    (tmp_path / "mymodels.py").write_text(textwrap.dedent("""
+    (tmp_path / "mymodels.py").write_text(
+        textwrap.dedent("""
         import torch
         class Net(torch.nn.Module):
             def __init__(self, in_channels, num_classes, hidden=5):
@@ -38,7 +39,8 @@ def test_user_model_by_import_path(tmp_path, monkeypatch):
                 self.hidden = hidden
             def forward(self, x):
                 return self.fc(x.flatten(1))
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     m = build_model({"import": "mymodels:Net", "kwargs": {"hidden": 9}}, 1, 4)
     assert m.hidden == 9 and m(torch.zeros(1, 1, 8, 8)).shape == (1, 4)

@@ -90,9 +90,12 @@ def test_teacher_loaded_from_checkpoint(tmp_path, tiny_doc):
 
 
 def test_second_run_on_same_directory_is_refused(tmp_path):
-    with run_lock(tmp_path / "run"), pytest.raises(EdgekdError, match="another edgekd run is using"):
-        with run_lock(tmp_path / "run"):
-            pass
+    with (
+        run_lock(tmp_path / "run"),
+        pytest.raises(EdgekdError, match="another edgekd run is using"),
+        run_lock(tmp_path / "run"),
+    ):
+        pass
 
 
 def test_cache_key_depends_on_config_inputs_and_seed(tiny_doc):
@@ -108,3 +111,18 @@ def test_cache_key_depends_on_config_inputs_and_seed(tiny_doc):
     assert k != cache_key(stage, scfg, cfg, {"teacher": Artifact("teacher", "x", {}, "bb")})
     assert k != cache_key(stage, scfg, cfg.model_copy(update={"seed": 5}), inputs)
     assert k == cache_key(stage, scfg.model_copy(update={"enabled": False}), cfg, inputs)
+
+
+def test_low_disk_space_is_refused_before_writing_and_keeps_earlier_work(tmp_path, tiny_doc, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    doc = _train_only(tiny_doc)
+    cfg = validate_document(doc)
+    first = run_pipeline(cfg, tmp_path / "run")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 2**20, 2**20))
+    doc["stages"][1]["temperature"] = 3.0
+    with pytest.raises(EdgekdError, match=r"not enough free disk space .* run stage 'distill'.*nothing was overwritten"):
+        run_pipeline(validate_document(doc), tmp_path / "run")
+    assert first.artifacts["student"].verify()  # the previous student is intact

@@ -35,8 +35,6 @@ PRECISION_DYNAMIC = "dynamic-range (int8 weights, float activations)"
 PRECISION_INT16X8 = "int16x8 (int8 weights, int16 activations)"
 PRECISION_MIXED = "mixed"
 
-_FLOATS = {"float32", "float16", "bfloat16", "float64"}
-
 
 def _schema():
     from ai_edge_litert import schema_py_generated as fb  # pure-python flatbuffer schema, no TensorFlow

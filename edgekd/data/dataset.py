@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+import tempfile
+import warnings
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgekd.data.sources import SOURCES
+from edgekd.data.sources import SOURCES, RawData
 from edgekd.errors import DataError
-from edgekd.fsutil import atomic_path
+from edgekd.fsutil import atomic_path, ensure_free_space
 
 SPLITS = ("train", "val", "test")
 
@@ -36,8 +40,13 @@ class SplitData:
 
     def meta(self) -> dict:
         """Metadata every model trained on this data carries: layout, shape, normalisation, labels."""
-        return {"input_layout": "NCHW", "input_shape": list(self.input_shape), "mean": self.mean, "std": self.std,
-                "labels": self.labels}
+        return {
+            "input_layout": "NCHW",
+            "input_shape": list(self.input_shape),
+            "mean": self.mean,
+            "std": self.std,
+            "labels": self.labels,
+        }
 
     def calibration(self, n: int, seed: int) -> np.ndarray:
         """``n`` normalised training images picked with ``seed``: the representative set for int8 calibration."""
@@ -48,18 +57,48 @@ class SplitData:
         return ((x[pick] - mean) / std).astype(np.float32)
 
     def save(self, path: Path) -> Path:
+        """Write an uncompressed .npz (so ``load`` can memory-map it) with fixed zip timestamps (so equal data hashes
+        equal, and the stages after it stay cached when the data stage re-runs)."""
         payload = {f"{k}_{s}": v for s, (x, y) in self.arrays.items() for k, v in (("x", x), ("y", y))}
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **payload, labels=np.asarray(self.labels), mean=np.asarray(self.mean, np.float32),
-                         std=np.asarray(self.std, np.float32))
+        payload.update(
+            labels=np.asarray(self.labels), mean=np.asarray(self.mean, np.float32), std=np.asarray(self.std, np.float32)
+        )
+        ensure_free_space(path.parent, sum(int(v.nbytes) for v in payload.values()), f"write {path.name}")
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+            for name, arr in payload.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                with zf.open(info, "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
         return path
 
     @classmethod
     def load(cls, path: Path) -> SplitData:
+        """Load a saved split; the image arrays are memory-mapped from the (uncompressed) .npz, not read whole."""
         with np.load(path, allow_pickle=False) as z:
-            arrays = {s: (z[f"x_{s}"], z[f"y_{s}"]) for s in SPLITS}
+            arrays = {s: (_npz_memmap(Path(path), f"x_{s}.npy"), z[f"y_{s}"]) for s in SPLITS}
             return cls(arrays, [str(v) for v in z["labels"]], z["mean"].tolist(), z["std"].tolist())
+
+
+def _npz_memmap(path: Path, member: str) -> np.ndarray:
+    """Memory-map one member of an uncompressed .npz (np.savez stores members uncompressed, so the bytes sit as is)."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        with np.load(path, allow_pickle=False) as z:
+            return z[member.removesuffix(".npy")]
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)  # the local file header: its name and extra field lengths locate the data
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        offset = fh.tell()
+    if fortran or dtype.hasobject:
+        with np.load(path, allow_pickle=False) as z:
+            return z[member.removesuffix(".npy")]
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
 def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -68,28 +107,84 @@ def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) 
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
         rng.shuffle(idx)
-        k = int(round(len(idx) * fraction))
+        k = round(len(idx) * fraction)
         taken.append(idx[:k])
         rest.append(idx[k:])
     return np.sort(np.concatenate(rest)), np.sort(np.concatenate(taken))
 
 
-def build_splits(cfg) -> SplitData:
-    """Load the configured source and split it with a fixed seed (``cfg.split_seed``), independent of training seeds."""
+def _stream_images(raw: RawData, idx: np.ndarray, path: Path, on_corrupt: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read the images ``idx`` of a lazy source one at a time into a memory-mapped .npy file."""
+    assert raw.files is not None and raw.reader is not None and raw.image_shape is not None
+    x = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(idx), *raw.image_shape))
+    keep = []
+    for row, i in enumerate(idx):
+        try:
+            x[row] = raw.reader(raw.files[i])
+        except DataError as exc:
+            if on_corrupt == "fail":
+                raise
+            warnings.warn(f"skipping {exc}", stacklevel=2)
+            continue
+        keep.append(row)
+    y = raw.y[idx]
+    if len(keep) < len(idx):  # skipped files: compact into a smaller file, a chunk at a time
+        small = np.lib.format.open_memmap(
+            path.with_suffix(".kept.npy"), mode="w+", dtype=np.float32, shape=(len(keep), *raw.image_shape)
+        )
+        for start in range(0, len(keep), 1024):
+            rows = keep[start : start + 1024]
+            small[start : start + len(rows)] = x[rows]
+        x, y = small, y[keep]
+    x.flush()
+    return x, y
+
+
+def _channel_stats(x: np.ndarray, chunk_bytes: int = 8 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std, a chunk at a time (the array may be a memory map larger than memory)."""
+    chunk = max(1, chunk_bytes // max(1, x[:1].nbytes * 2))
+    total = np.zeros(x.shape[1])
+    sq = np.zeros(x.shape[1])
+    for i in range(0, len(x), chunk):
+        block = np.asarray(x[i : i + chunk], dtype=np.float64)
+        total += block.sum(axis=(0, 2, 3))
+        sq += (block**2).sum(axis=(0, 2, 3))
+    n = len(x) * x.shape[2] * x.shape[3]
+    mean = total / n
+    return mean, np.sqrt(np.maximum(sq / n - mean**2, 0.0))
+
+
+def build_splits(cfg, work_dir: Path | None = None) -> SplitData:
+    """Load the configured source and split it with a fixed seed (``cfg.split_seed``), independent of training seeds.
+
+    Lazy sources (image folders) are streamed into memory-mapped files under ``work_dir`` (a temporary folder when
+    not given), so only one image is decoded at a time.
+    """
     raw = SOURCES.get(cfg.source)(cfg)
     rng = np.random.default_rng(cfg.split_seed)
     given = raw.splits or {}
-    x, y = raw.x, raw.y
-    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    n = len(raw.y)
+    rest = np.arange(n)
+    index: dict[str, np.ndarray] = {}
     for split, frac in (("test", cfg.test_fraction), ("val", cfg.val_fraction)):
         if split in given:
-            arrays[split] = given[split]
             continue
-        # fraction of the whole data set, taken from what is left
-        rest, taken = _stratified_split(y, frac * len(raw.y) / max(len(y), 1), rng)
-        arrays[split] = (x[taken], y[taken])
-        x, y = x[rest], y[rest]
-    arrays["train"] = (x, y)
+        # a fraction of the whole data set, taken from what is left
+        keep, taken = _stratified_split(raw.y[rest], frac * n / max(len(rest), 1), rng)
+        index[split], rest = rest[taken], rest[keep]
+    index["train"] = rest
+    if raw.files is not None and work_dir is None:
+        work_dir = Path(tempfile.mkdtemp(prefix="edgekd-data-"))
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split in SPLITS:
+        if split in given:
+            arrays[split] = given[split]
+        elif raw.x is None:
+            assert work_dir is not None
+            work_dir.mkdir(parents=True, exist_ok=True)
+            arrays[split] = _stream_images(raw, index[split], work_dir / f"x_{split}.npy", cfg.on_corrupt)
+        else:
+            arrays[split] = (raw.x[index[split]], raw.y[index[split]])
     for split in SPLITS:
         if len(arrays[split][1]) == 0:
             raise DataError(f"the {split} split is empty: add data or change data.{split}_fraction")
@@ -98,11 +193,12 @@ def build_splits(cfg) -> SplitData:
             raise DataError(f"data.labels has {len(cfg.labels)} names but the data has {len(raw.labels)} classes")
         raw.labels = list(cfg.labels)
     xtr = arrays["train"][0]
-    mean = cfg.mean or xtr.mean(axis=(0, 2, 3)).round(6).tolist()
-    std = cfg.std or np.maximum(xtr.std(axis=(0, 2, 3)), 1e-6).round(6).tolist()
+    m, sd = _channel_stats(xtr)
+    mean = cfg.mean or m.round(6).tolist()
+    std = cfg.std or np.maximum(sd, 1e-6).round(6).tolist()
     if len(mean) != xtr.shape[1] or len(std) != xtr.shape[1]:
         raise DataError(f"data.mean/std need {xtr.shape[1]} values (one per channel)")
-    ordered = {s: (arrays[s][0].astype(np.float32), arrays[s][1].astype(np.int64)) for s in SPLITS}
+    ordered = {s: (arrays[s][0].astype(np.float32, copy=False), arrays[s][1].astype(np.int64)) for s in SPLITS}
     return SplitData(ordered, raw.labels, [float(v) for v in mean], [float(v) for v in std])
 
 
@@ -123,8 +219,9 @@ def augment(x: torch.Tensor, gen: torch.Generator, max_shift: float, max_rotate_
     return torch.nn.functional.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
 
 
-def batches(x: np.ndarray, y: np.ndarray, batch_size: int, gen: torch.Generator | None,
-            shuffle: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    x: np.ndarray, y: np.ndarray, batch_size: int, gen: torch.Generator | None, shuffle: bool
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (images, labels) batches; the order comes from ``gen`` so a seeded run sees the same batches."""
     n = len(y)
     order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)

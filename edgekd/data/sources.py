@@ -6,7 +6,7 @@ names. Splitting, normalisation statistics and augmentation are shared and live 
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +23,15 @@ SOURCES: Registry = Registry("data source")
 
 @dataclass
 class RawData:
-    x: np.ndarray  # float32 (N, C, H, W) in [0, 1]
+    x: np.ndarray | None  # float32 (N, C, H, W) in [0, 1]; None for a lazy source (see ``files``)
     y: np.ndarray  # int64 (N,)
     labels: list[str]
     splits: dict[str, tuple[np.ndarray, np.ndarray]] | None = None  # pre-split data (npz with x_val, ...)
+    # A lazy source (image folders): images are read one at a time when the splits are written, so a folder larger
+    # than memory streams to disk instead of being loaded whole.
+    files: list[Path] | None = None
+    reader: Callable[[Path], np.ndarray] | None = None
+    image_shape: tuple[int, int, int] | None = None
 
 
 def resize(x: np.ndarray, size: int) -> np.ndarray:
@@ -69,23 +74,22 @@ def load_folder_source(cfg) -> RawData:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"dataset folder '{root}' has no class subfolders (expected root/<class>/<image>)")
-    xs, ys = [], []
+    paths: list[Path] = []
+    ys: list[int] = []
     for idx, name in enumerate(classes):
         files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(f"class folder '{root / name}' has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        for f in files:
-            try:
-                xs.append(_load_image(f, cfg.channels, cfg.image_size))
-            except DataError as exc:
-                if cfg.on_corrupt == "fail":
-                    raise
-                warnings.warn(f"skipping {exc}", stacklevel=2)
-                continue
-            ys.append(idx)
-    if not xs:
-        raise DataError(f"dataset folder '{root}' has no readable images")
-    return RawData(np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64), classes)
+        paths += files
+        ys += [idx] * len(files)
+    return RawData(
+        None,
+        np.asarray(ys, dtype=np.int64),
+        classes,
+        files=paths,
+        reader=lambda p: _load_image(p, cfg.channels, cfg.image_size),
+        image_shape=(cfg.channels, cfg.image_size, cfg.image_size),
+    )
 
 
 def _npz_images(arr: np.ndarray, name: str, path: Path, channels: int | None) -> np.ndarray:
@@ -105,15 +109,17 @@ def _npz_images(arr: np.ndarray, name: str, path: Path, channels: int | None) ->
     if not np.isfinite(arr).all():
         raise DataError(f"array '{name}' in '{path}' contains NaN or Inf values")
     if arr.min() < 0.0 or arr.max() > 1.0:
-        raise DataError(f"array '{name}' in '{path}' must hold uint8 or floats in [0, 1] (found {arr.min():.3g}.."
-                        f"{arr.max():.3g})")
+        raise DataError(
+            f"array '{name}' in '{path}' must hold uint8 or floats in [0, 1] (found {arr.min():.3g}..{arr.max():.3g})"
+        )
     return arr
 
 
 def _npz_labels(arr: np.ndarray, name: str, path: Path) -> np.ndarray:
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise DataError(f"array '{name}' in '{path}' must be a 1-D integer array of labels (got {arr.dtype}"
-                        f" {arr.shape})")
+        raise DataError(
+            f"array '{name}' in '{path}' must be a 1-D integer array of labels (got {arr.dtype} {arr.shape})"
+        )
     return arr.astype(np.int64)
 
 

@@ -17,8 +17,14 @@ def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return F.kl_div(log_p_s, p_t, reduction="batchmean") * (t * t)
 
 
-def hinton_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float,
-                alpha: float, label_smoothing: float = 0.0) -> torch.Tensor:
+def hinton_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """``alpha`` * soft-target loss + (1 - ``alpha``) * cross-entropy on the hard labels."""
     hard = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
     if alpha == 0.0:

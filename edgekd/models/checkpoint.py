@@ -52,13 +52,16 @@ def load_into(model: nn.Module, path: str | Path) -> nn.Module:
         parts = []
         if mismatched:
             k = mismatched[0]
-            parts.append(f"{len(mismatched)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)}, "
-                         f"model {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(mismatched)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)}, "
+                f"model {tuple(own[k].shape)})"
+            )
         if missing:
             parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        raise ModelError(f"checkpoint '{path}' does not fit the {type(model).__name__} architecture: "
-                         + "; ".join(parts))
+        raise ModelError(
+            f"checkpoint '{path}' does not fit the {type(model).__name__} architecture: " + "; ".join(parts)
+        )
     model.load_state_dict(state)
     return model

@@ -16,8 +16,14 @@ def save_torch_model(name: str, model: nn.Module, spec: dict, data_meta: dict, p
     model = model.cpu().eval()
     save_state_dict(model, path)
     shape = tuple(data_meta["input_shape"])
-    meta = {**data_meta, "model": spec, "params": count_params(model), "macs": count_macs(model, shape),
-            "precision": "fp32", **extra}
+    meta = {
+        **data_meta,
+        "model": spec,
+        "params": count_params(model),
+        "macs": count_macs(model, shape),
+        "precision": "fp32",
+        **extra,
+    }
     return TorchModel(name, path, meta)
 
 

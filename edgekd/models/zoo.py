@@ -35,8 +35,14 @@ class ResNetTeacher(nn.Module):
     ``stem_stride=2`` halves the resolution first (as ImageNet stems do), cutting the compute 4x on 32x32 inputs.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths=(32, 64, 128, 256), depth: int = 2,
-                 stem_stride: int = 2):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths=(32, 64, 128, 256),
+        depth: int = 2,
+        stem_stride: int = 2,
+    ):
         super().__init__()
         self.stem = conv_bn(in_channels, widths[0], 3, stem_stride)
         blocks: list[nn.Module] = []
@@ -79,8 +85,15 @@ class MobileNetV2Student(nn.Module):
     # (expand, out_channels, repeats, first stride)
     DEFAULT_CFG = ((1, 16, 1, 1), (4, 32, 2, 2), (4, 64, 2, 2), (4, 128, 2, 2))
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16, cfg=DEFAULT_CFG, last: int = 320,
-                 stem_stride: int = 2):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        width: int = 16,
+        cfg=DEFAULT_CFG,
+        last: int = 320,
+        stem_stride: int = 2,
+    ):
         super().__init__()
         self.stem = conv_bn(in_channels, width, 3, stem_stride, act=nn.ReLU6)
         blocks: list[nn.Module] = []

@@ -15,11 +15,12 @@ from edgekd.registry import Registry
 
 @dataclass
 class StageContext:
-    """Everything a stage may use besides its inputs: where to write, the seed, the device, the whole pipeline config."""
+    """What a stage may use besides its inputs: where to write, the seed, the device, the pipeline config."""
 
     out_dir: Path
     pipeline: PipelineConfig
     stage_id: str
+    resume_dir: Path | None = None  # survives a crash; the runner deletes it once the stage has finished
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -33,6 +34,13 @@ class StageContext:
         if want == "cuda" and not torch.cuda.is_available():
             raise StageError(self.stage_id, "device: cuda was asked for but torch sees no CUDA device")
         return "cuda" if want in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+
+    def checkpoint(self, name: str) -> Path | None:
+        """Where a training loop keeps its per-epoch state so that a killed run resumes instead of starting over."""
+        if self.resume_dir is None:
+            return None
+        self.resume_dir.mkdir(parents=True, exist_ok=True)
+        return self.resume_dir / f"{name}.ckpt"
 
     def note(self, msg: str) -> None:
         self.notes.append(msg)
@@ -69,6 +77,9 @@ def require(store: dict[str, Artifact], stage: str, *names: str) -> list[str]:
     """Check that every artifact a stage needs was produced by an earlier stage."""
     missing = [n for n in names if n not in store]
     if missing:
-        raise StageError(stage, f"needs artifact(s) {', '.join(missing)}, which no earlier enabled stage produced "
-                                f"(available: {', '.join(sorted(store)) or 'none'})")
+        raise StageError(
+            stage,
+            f"needs artifact(s) {', '.join(missing)}, which no earlier enabled stage produced "
+            f"(available: {', '.join(sorted(store)) or 'none'})",
+        )
     return list(names)

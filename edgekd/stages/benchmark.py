@@ -1,7 +1,10 @@
-"""benchmark: measure the teacher and every student variant with the device agent (here: the local transport).
+"""benchmark: measure the teacher and every student variant with the device agent, on one or more devices.
 
-Every number comes from ``devices/agent.py``: accuracy and teacher agreement on the test split, latency at batch 1
-(warm-up, then timed runs), throughput, load time and peak memory of the process running the model.
+Every number comes from ``devices/agent.py`` (or, on Android, TFLite's benchmark_model): accuracy and teacher agreement
+on the test split, latency at batch 1 (warm-up, then timed runs), throughput, load time and peak memory of the process
+running the model. ``devices`` lists device profiles (``devices/*.yaml`` names or paths); they are measured in
+parallel and a device that fails gives failed rows without stopping the others. The teacher always runs here first:
+its predictions are what every other variant's teacher agreement is measured against.
 """
 
 from __future__ import annotations
@@ -11,16 +14,18 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, PrivateAttr, computed_field, field_validator
 
 from edgekd.artifacts import MODEL_KINDS, Artifact, Benchmark
 from edgekd.config import StageConfig
 from edgekd.console import progress
 from edgekd.data import SplitData
+from edgekd.devices import DeviceProfile, load_profile
+from edgekd.errors import ConfigError
 from edgekd.fsutil import atomic_path, atomic_write_bytes, atomic_write_json
 from edgekd.models.io import load_torch_model
 from edgekd.stages.base import register_stage, require
-from edgekd.transports.local import run_agent
+from edgekd.transports.measure import DeviceResult, Settings, Variant, measure_device, measure_devices
 
 RUNTIME_OF = {"torch": "torch", "onnx": "onnxruntime", "tflite": "litert"}
 FORMAT_OF = {"torch": "pytorch", "onnx": "onnx", "tflite": "tflite"}
@@ -32,6 +37,27 @@ class BenchmarkConfig(StageConfig):
     runs: int = Field(200, ge=1, le=1_000_000)
     eval_limit: int | None = Field(None, ge=1, description="evaluate accuracy on at most this many test images")
     models: list[str] | None = Field(None, description="artifact names to measure (default: every model)")
+    devices: list[str] = Field(["local"], min_length=1, description="device profiles: names in devices/ or paths")
+    _profiles: list[DeviceProfile] = PrivateAttr(default_factory=list)
+
+    @field_validator("devices")
+    @classmethod
+    def _known_devices(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("each device may be listed once")
+        for ref in v:
+            try:
+                load_profile(ref)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @computed_field  # in the cache key: a profile edited (another host, threads) means a new measurement
+    @property
+    def device_profiles(self) -> list[dict]:
+        if not self._profiles:
+            self._profiles = [load_profile(ref) for ref in self.devices]
+        return [p.model_dump(mode="json") for p in self._profiles]
 
 
 def _inputs(cfg: BenchmarkConfig, store) -> list[str]:
@@ -61,56 +87,108 @@ def variant_name(art: Artifact) -> str:
 
 def base_row(art: Artifact, size_path: Path) -> dict:
     m = art.meta
-    return {"name": variant_name(art), "artifact": art.name, "role": m.get("role", "student"),
-            "format": FORMAT_OF[art.kind], "precision": m.get("precision", "fp32"), "runtime": RUNTIME_OF[art.kind],
-            "path": str(size_path), "size_bytes": art.path.stat().st_size, "params": m.get("params"),
-            "macs": m.get("macs"), "source": m.get("source", art.name),
-            "max_abs_diff_vs_torch": m.get("max_abs_diff_vs_torch"), "agreement_vs_fp32": m.get("agreement_vs_fp32")}
+    return {
+        "name": variant_name(art),
+        "artifact": art.name,
+        "role": m.get("role", "student"),
+        "format": FORMAT_OF[art.kind],
+        "precision": m.get("precision", "fp32"),
+        "runtime": RUNTIME_OF[art.kind],
+        "path": str(size_path),
+        "size_bytes": art.path.stat().st_size,
+        "params": m.get("params"),
+        "macs": m.get("macs"),
+        "source": m.get("source", art.name),
+        "max_abs_diff_vs_torch": m.get("max_abs_diff_vs_torch"),
+        "agreement_vs_fp32": m.get("agreement_vs_fp32"),
+    }
+
+
+def _teacher_device(profiles: list[DeviceProfile]) -> tuple[DeviceProfile, bool]:
+    """Where the teacher runs: the first profile on this machine, else a plain local one (rows not reported)."""
+    local = next((p for p in profiles if p.transport == "local"), None)
+    return (local, True) if local else (load_profile("local"), False)
+
+
+def _write_eval(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def _conversion_failures(inputs) -> list[dict]:
+    """Variants an earlier stage failed to produce: a failed row each, measured on no device."""
+    rows = []
+    for art in inputs.values():
+        for fail in art.meta.get("failures", []):
+            rows.append(
+                {
+                    "name": fail["name"].split("/", 1)[1].replace("-", "/tflite-", 1),
+                    "artifact": fail["name"],
+                    "role": "student",
+                    "format": fail["format"],
+                    "precision": fail["precision"],
+                    "device": None,
+                    "status": "failed",
+                    "error": fail["error"],
+                }
+            )
+    return rows
 
 
 @register_stage("benchmark", BenchmarkConfig, _inputs, ("onnxruntime", "ai-edge-litert"))
 def run_benchmark(cfg: BenchmarkConfig, ctx, inputs) -> list[Benchmark]:
-    """Run the agent on every model; a variant that fails becomes a failed row and the others still run."""
+    """Run the agent on every model and device; a variant or device that fails becomes failed rows, the rest run."""
     data = SplitData.load(inputs["dataset"].path)
     x, y = data.arrays["test"]
     eval_path = ctx.out_dir / "eval.npz"
+    profiles = [load_profile(ref) for ref in cfg.devices]
     models = [a for a in inputs.values() if a.kind in MODEL_KINDS]
     models.sort(key=lambda a: (a.name != "teacher", MODEL_KINDS.index(a.kind), a.name))
-    rows: list[dict] = []
-    teacher_pred = None
-    host = None
+    variants = []
+    for art in models:
+        run_path = export_pt2(art, ctx.out_dir / f"{art.name}.pt2") if art.kind == "torch" else art.path
+        meta = {k: v for k, v in art.meta.items() if k != "history"}
+        meta_path = atomic_write_json(ctx.out_dir / f"{variant_name(art).replace('/', '_')}.meta.json", meta)
+        variants.append(Variant(variant_name(art), run_path, meta_path, RUNTIME_OF[art.kind], base_row(art, run_path)))
+    teacher = next((v for v, a in zip(variants, models, strict=True) if a.name == "teacher"), None)
+    others = [v for v in variants if v is not teacher]
+    settings = Settings(cfg.threads, cfg.warmup, cfg.runs, cfg.eval_limit)
+    results: dict[str, DeviceResult] = {}
     with progress() as bar:
-        task = bar.add_task("benchmark", total=len(models), info="")
-        for art in models:
-            bar.update(task, info=art.name)
-            run_path = art.path
-            if art.kind == "torch":
-                run_path = export_pt2(art, ctx.out_dir / f"{art.name}.pt2")
-            meta_path = atomic_write_json(ctx.out_dir / f"{variant_name(art).replace('/', '_')}.meta.json",
-                                          {k: v for k, v in art.meta.items() if k != "history"})
-            payload = {"x": x, "y": y} if teacher_pred is None else {"x": x, "y": y, "teacher_pred": teacher_pred}
-            with atomic_path(eval_path) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, **payload)
-            preds = ctx.out_dir / "teacher_pred.npy" if art.name == "teacher" else None
-            res = run_agent(run_path, meta_path, eval_path, cfg.threads, cfg.warmup, cfg.runs, preds, cfg.eval_limit)
-            row = base_row(art, run_path)
-            if art.name == "teacher" and res.get("status") == "ok":
-                teacher_pred = np.load(preds)
-                res["teacher_agreement"] = 1.0
-            row.update({k: res.get(k) for k in ("accuracy", "teacher_agreement", "latency_ms", "throughput_ips",
-                                                 "peak_rss_mb", "load_time_ms", "runtime_version", "threads")})
-            row["status"] = res.get("status", "failed")
-            row["error"] = res.get("error")
-            host = res.get("device") or host
-            rows.append(row)
-            bar.advance(task)
-    for art in inputs.values():
-        for fail in art.meta.get("failures", []):
-            rows.append({"name": fail["name"].split("/", 1)[1].replace("-", "/tflite-", 1), "artifact": fail["name"],
-                         "role": "student", "format": fail["format"], "precision": fail["precision"],
-                         "status": "failed", "error": fail["error"]})
+        task = bar.add_task("benchmark", total=len(variants) * len(profiles), info="")
+
+        def on_row(row: dict) -> None:
+            bar.update(task, advance=1, info=f"{row['device']}: {row['name']}")
+
+        _write_eval(eval_path, x=x, y=y)
+        if teacher is not None:  # first and alone: every other variant's teacher agreement needs its predictions
+            teacher.preds_out = ctx.out_dir / "teacher_pred.npy"
+            device, reported = _teacher_device(profiles)
+            once = settings if reported else Settings(cfg.threads, 0, 1, cfg.eval_limit)
+            res = measure_device(device, [teacher], eval_path, once, on_row if reported else None)
+            if res.rows and res.rows[0]["status"] == "ok":
+                res.rows[0]["teacher_agreement"] = 1.0
+                _write_eval(eval_path, x=x, y=y, teacher_pred=np.load(teacher.preds_out))
+            if reported:
+                results[device.name] = res
+        for res in measure_devices(profiles, others, eval_path, settings, on_row):
+            if res.device in results:
+                results[res.device].rows += res.rows
+                results[res.device].notes += res.notes
+            else:
+                results[res.device] = res
     eval_path.unlink(missing_ok=True)
-    summary = {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup, "host": host, "n_test": int(len(y)),
-               "rows": rows}
+    ordered = [results[p.name] for p in profiles]
+    rows = [r for res in ordered for r in res.rows] + _conversion_failures(inputs)
+    summary = {
+        "threads": cfg.threads,
+        "runs": cfg.runs,
+        "warmup": cfg.warmup,
+        "host": next((res.facts for res, p in zip(ordered, profiles, strict=True) if p.transport == "local"), None),
+        "n_test": len(y),
+        "devices": {res.device: {"profile": res.profile, "facts": res.facts} for res in ordered},
+        "notes": [n for res in ordered for n in res.notes],
+        "rows": rows,
+    }
     out = atomic_write_json(ctx.out_dir / "benchmark.json", summary)
-    return [Benchmark("benchmark", out, {"threads": cfg.threads, "n_rows": len(rows)})]
+    return [Benchmark("benchmark", out, {"threads": cfg.threads, "n_rows": len(rows), "devices": cfg.devices})]

@@ -56,8 +56,12 @@ def _convert(cfg: ConvertTfliteConfig, inputs, model, data: SplitData, precision
     return convert_onnx2tf(inputs[f"onnx/{cfg.model}-fp32"].path, out, precision, calib, int8_io, work)
 
 
-@register_stage("convert_tflite", ConvertTfliteConfig, _inputs,
-                ("litert-torch", "ai-edge-litert", "onnx2tf", "tensorflow", "tf_keras"))
+@register_stage(
+    "convert_tflite",
+    ConvertTfliteConfig,
+    _inputs,
+    ("litert-torch", "ai-edge-litert", "onnx2tf", "tensorflow", "tf_keras"),
+)
 def run_convert_tflite(cfg: ConvertTfliteConfig, ctx, inputs) -> list[Artifact]:
     """Convert, verify and inspect each requested precision; a failed precision is recorded and the others go on."""
     import shutil
@@ -82,14 +86,23 @@ def run_convert_tflite(cfg: ConvertTfliteConfig, ctx, inputs) -> list[Artifact]:
                 info = _convert(cfg, inputs, model, data, precision, out, ctx)
                 shutil.rmtree(ctx.out_dir / f".onnx2tf-{precision}", ignore_errors=True)
                 found = inspect_tflite(out)
-                meta = {**base_meta, "format": "tflite", "source": cfg.model, "input_layout": info["input_layout"],
-                        "requested_precision": precision, "precision": found["precision"], "converter": info}
+                meta = {
+                    **base_meta,
+                    "format": "tflite",
+                    "source": cfg.model,
+                    "input_layout": info["input_layout"],
+                    "requested_precision": precision,
+                    "precision": found["precision"],
+                    "converter": info,
+                }
                 got = load_runner(out, meta).predict(x_test)
                 agree = float((got.argmax(1) == fp32_pred).mean())
                 diff = float(np.abs(got - ref).max())
                 meta.update(max_abs_diff_vs_torch=diff, agreement_vs_fp32=agree)
-                msg = (f"tflite {precision} via {cfg.converter} ({found['precision']} in file): max |Δlogit| vs "
-                       f"PyTorch {diff:.2e}, top-1 agreement with fp32 {agree:.4f}, {out.stat().st_size} bytes")
+                msg = (
+                    f"tflite {precision} via {cfg.converter} ({found['precision']} in file): max |Δlogit| vs "
+                    f"PyTorch {diff:.2e}, top-1 agreement with fp32 {agree:.4f}, {out.stat().st_size} bytes"
+                )
                 if precision == "fp32" and diff > cfg.tolerance:
                     raise ModelError(f"TFLite fp32 differs from PyTorch by {diff:.3g} > tolerance {cfg.tolerance}")
                 if precision == "fp16" and agree < cfg.min_fp16_agreement:
@@ -102,8 +115,14 @@ def run_convert_tflite(cfg: ConvertTfliteConfig, ctx, inputs) -> list[Artifact]:
                 log("  " + msg)
                 outputs.append(TfliteModel(f"tflite/{cfg.model}-{precision}", out, meta))
             except EdgekdError as exc:
-                failures.append({"name": f"tflite/{cfg.model}-{precision}", "precision": precision,
-                                 "format": "tflite", "error": str(exc)})
+                failures.append(
+                    {
+                        "name": f"tflite/{cfg.model}-{precision}",
+                        "precision": precision,
+                        "format": "tflite",
+                        "error": str(exc),
+                    }
+                )
                 ctx.note(f"tflite {precision} FAILED: {exc}")
                 log(f"  [red]tflite {precision} failed:[/] {exc}")
                 out.unlink(missing_ok=True)

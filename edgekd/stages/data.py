@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from edgekd.artifacts import Dataset
 from edgekd.config import DataConfig, StageConfig
 from edgekd.data import build_splits
@@ -13,10 +15,15 @@ class DataStageConfig(StageConfig, DataConfig):
 
 
 def run_data(cfg: DataStageConfig, ctx, inputs) -> list[Dataset]:
-    data = build_splits(cfg)
+    work = ctx.out_dir / ".work"  # memory-mapped splits of a streamed image folder, folded into dataset.npz below
+    data = build_splits(cfg, work)
     counts = {s: len(v[1]) for s, v in data.arrays.items()}
+    data_meta = data.meta()
     ctx.note(f"data: {cfg.source}, {data.num_classes} classes, splits {counts}, input {list(data.input_shape)}")
-    return [Dataset("dataset", data.save(ctx.out_dir / "dataset.npz"), {**data.meta(), "counts": counts})]
+    path = data.save(ctx.out_dir / "dataset.npz")
+    del data
+    shutil.rmtree(work, ignore_errors=True)
+    return [Dataset("dataset", path, {**data_meta, "counts": counts})]
 
 
 DATA_STAGE = Stage("data", DataStageConfig, run_data, lambda cfg, store: [], ("scikit-learn", "pillow"))

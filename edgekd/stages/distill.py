@@ -46,22 +46,51 @@ def run_distill(cfg: DistillConfig, ctx, inputs) -> list:
     outputs = []
     seed_everything(ctx.seed)  # the student and the baseline start from the same initial weights
     student = build_model(spec, data.input_shape[1], data.num_classes)
-    res = fit(student, data, cfg.train, aug, ctx.seed, kd, "distill", device)
+    res = fit(student, data, cfg.train, aug, ctx.seed, kd, "distill", device, checkpoint=ctx.checkpoint("student"))
     student.cpu()
     val = accuracy(student, data, "val")
     ctx.note(f"distilled student: val accuracy {val:.4f} (best epoch {res.best_epoch})")
-    outputs.append(save_torch_model("student", student, spec, data.meta(), ctx.out_dir / "student.pt", role="student",
-                                    val_accuracy=val, history=res.history, temperature=cfg.temperature,
-                                    alpha=cfg.alpha))
+    outputs.append(
+        save_torch_model(
+            "student",
+            student,
+            spec,
+            data.meta(),
+            ctx.out_dir / "student.pt",
+            role="student",
+            val_accuracy=val,
+            history=res.history,
+            temperature=cfg.temperature,
+            alpha=cfg.alpha,
+        )
+    )
     if cfg.baseline:
         seed_everything(ctx.seed)
         base = build_model(spec, data.input_shape[1], data.num_classes)
-        res_b = fit(base, data, cfg.train, aug, ctx.seed,
-                    lambda logits, y, _x: F.cross_entropy(logits, y, label_smoothing=cfg.train.label_smoothing),
-                    "baseline (scratch)", device)
+        res_b = fit(
+            base,
+            data,
+            cfg.train,
+            aug,
+            ctx.seed,
+            lambda logits, y, _x: F.cross_entropy(logits, y, label_smoothing=cfg.train.label_smoothing),
+            "baseline (scratch)",
+            device,
+            checkpoint=ctx.checkpoint("baseline"),
+        )
         base.cpu()
         val_b = accuracy(base, data, "val")
         ctx.note(f"scratch baseline: val accuracy {val_b:.4f} (best epoch {res_b.best_epoch})")
-        outputs.append(save_torch_model("baseline", base, spec, data.meta(), ctx.out_dir / "baseline.pt",
-                                        role="baseline", val_accuracy=val_b, history=res_b.history))
+        outputs.append(
+            save_torch_model(
+                "baseline",
+                base,
+                spec,
+                data.meta(),
+                ctx.out_dir / "baseline.pt",
+                role="baseline",
+                val_accuracy=val_b,
+                history=res_b.history,
+            )
+        )
     return outputs

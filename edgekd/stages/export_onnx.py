@@ -47,12 +47,29 @@ def export_onnx(model, input_shape: tuple[int, ...], path: Path, exporter: str, 
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
             batch = torch.export.Dim("batch", min=1, max=4096)
-            prog = torch.onnx.export(model, (x,), None, dynamo=True, input_names=["input"], output_names=["logits"],
-                                     dynamic_shapes=({0: batch},), opset_version=opset, verbose=False)
+            prog = torch.onnx.export(
+                model,
+                (x,),
+                None,
+                dynamo=True,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_shapes=({0: batch},),
+                opset_version=opset,
+                verbose=False,
+            )
             prog.save(str(tmp))
         else:
-            torch.onnx.export(model, (x,), str(tmp), dynamo=False, input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset)
+            torch.onnx.export(
+                model,
+                (x,),
+                str(tmp),
+                dynamo=False,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=opset,
+            )
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, work: Path) -> None:
@@ -71,9 +88,16 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, work: Path
     pre = work / "pre.onnx"
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
     with atomic_path(out_path) as tmp:
-        quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        quantize_static(
+            str(pre),
+            str(tmp),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
 
 
 def onnx_precision(path: Path) -> str:
@@ -108,8 +132,10 @@ def run_export_onnx(cfg: ExportOnnxConfig, ctx, inputs) -> list[OnnxModel]:
             export_onnx(model, tuple(art.meta["input_shape"]), path, cfg.exporter, cfg.opset)
             onnx.checker.check_model(str(path), full_check=True)
         except Exception as exc:
-            raise ModelError(f"torch.onnx.export ({cfg.exporter}) failed for '{name}': "
-                             f"{(str(exc).strip().splitlines() or [''])[0][:300]}") from exc
+            raise ModelError(
+                f"torch.onnx.export ({cfg.exporter}) failed for '{name}': "
+                f"{(str(exc).strip().splitlines() or [''])[0][:300]}"
+            ) from exc
         ref = predict_logits(model, x_test, data.mean, data.std).numpy()
         meta = {k: v for k, v in art.meta.items() if k not in ("history",)}
         meta.update(source=name, format="onnx", input_layout="NCHW")
@@ -119,8 +145,11 @@ def run_export_onnx(cfg: ExportOnnxConfig, ctx, inputs) -> list[OnnxModel]:
             raise ModelError(f"ONNX fp32 '{name}' differs from PyTorch by {diff:.3g} > tolerance {cfg.tolerance}")
         ctx.note(f"onnx {name} fp32: max abs logit diff vs PyTorch {diff:.2e}")
         log(f"  onnx {name} fp32: max |Δlogit| vs PyTorch = {diff:.2e}")
-        outputs.append(OnnxModel(f"onnx/{name}-fp32", path, {**meta, "precision": onnx_precision(path),
-                                                             "max_abs_diff_vs_torch": diff}))
+        outputs.append(
+            OnnxModel(
+                f"onnx/{name}-fp32", path, {**meta, "precision": onnx_precision(path), "max_abs_diff_vs_torch": diff}
+            )
+        )
         if cfg.int8:
             calib = data.calibration(cfg.calibration_samples, ctx.seed)
             qpath = ctx.out_dir / f"{name}-int8.onnx"
@@ -132,9 +161,15 @@ def run_export_onnx(cfg: ExportOnnxConfig, ctx, inputs) -> list[OnnxModel]:
             ctx.note(f"onnx {name} int8 (static QDQ, {prec} in file): top-1 agreement with fp32 {agree:.4f}")
             log(f"  onnx {name} int8: agreement with fp32 = {agree:.4f}")
             if agree < cfg.min_int8_agreement:
-                raise ModelError(f"ONNX int8 '{name}' agrees with fp32 on only {agree:.1%} of test images "
-                                 f"(< min_int8_agreement {cfg.min_int8_agreement:.0%})")
-            outputs.append(OnnxModel(f"onnx/{name}-int8", qpath, {**meta, "precision": prec,
-                                                                  "quantization": "static QDQ (onnxruntime)",
-                                                                  "agreement_vs_fp32": agree}))
+                raise ModelError(
+                    f"ONNX int8 '{name}' agrees with fp32 on only {agree:.1%} of test images "
+                    f"(< min_int8_agreement {cfg.min_int8_agreement:.0%})"
+                )
+            outputs.append(
+                OnnxModel(
+                    f"onnx/{name}-int8",
+                    qpath,
+                    {**meta, "precision": prec, "quantization": "static QDQ (onnxruntime)", "agreement_vs_fp32": agree},
+                )
+            )
     return outputs

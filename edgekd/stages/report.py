@@ -39,28 +39,50 @@ def target_checks(rows: list[dict]) -> list[dict]:
     int8 = _find(rows, role="student", format="tflite", precision="int8")
     tfl32 = _find(rows, role="student", format="tflite", precision="fp32")
     if teacher and int8:
-        add("student int8 TFLite accuracy − teacher accuracy (points)",
-            100 * (int8["accuracy"] - teacher["accuracy"]), "≥ −1.5", int8["accuracy"] >= teacher["accuracy"] - 0.015,
-            "{:+.2f}")
-        add("teacher PyTorch latency / student int8 TFLite latency",
-            teacher["latency_ms"]["mean"] / int8["latency_ms"]["mean"], "≥ 5",
-            int8["latency_ms"]["mean"] * 5 <= teacher["latency_ms"]["mean"], "{:.1f}×")
+        add(
+            "student int8 TFLite accuracy − teacher accuracy (points)",
+            100 * (int8["accuracy"] - teacher["accuracy"]),
+            "≥ −1.5",
+            int8["accuracy"] >= teacher["accuracy"] - 0.015,
+            "{:+.2f}",
+        )
+        add(
+            "teacher PyTorch latency / student int8 TFLite latency",
+            teacher["latency_ms"]["mean"] / int8["latency_ms"]["mean"],
+            "≥ 5",
+            int8["latency_ms"]["mean"] * 5 <= teacher["latency_ms"]["mean"],
+            "{:.1f}×",
+        )
     if teacher and student and teacher.get("params") and student.get("params"):
         ratio = teacher["params"] / student["params"]
         add("teacher params / student params", ratio, "≥ 8", ratio >= 8, "{:.1f}×")
     if student and baseline:
-        add("distilled − scratch baseline accuracy (points, this seed)",
-            100 * (student["accuracy"] - baseline["accuracy"]), "≥ 0", student["accuracy"] >= baseline["accuracy"],
-            "{:+.2f}")
+        add(
+            "distilled − scratch baseline accuracy (points, this seed)",
+            100 * (student["accuracy"] - baseline["accuracy"]),
+            "≥ 0",
+            student["accuracy"] >= baseline["accuracy"],
+            "{:+.2f}",
+        )
     for r in rows:
         if r.get("status") != "ok":
             continue
         if r["precision"] == "fp32" and r.get("max_abs_diff_vs_torch") is not None:
-            add(f"{r['name']}: max |Δlogit| vs PyTorch", r["max_abs_diff_vs_torch"], "≤ 1e-4",
-                r["max_abs_diff_vs_torch"] <= 1e-4, "{:.2e}")
+            add(
+                f"{r['name']}: max |Δlogit| vs PyTorch",
+                r["max_abs_diff_vs_torch"],
+                "≤ 1e-4",
+                r["max_abs_diff_vs_torch"] <= 1e-4,
+                "{:.2e}",
+            )
         if r["precision"] == "int8" and r.get("agreement_vs_fp32") is not None:
-            add(f"{r['name']}: top-1 agreement with fp32", 100 * r["agreement_vs_fp32"], "≥ 98 %",
-                r["agreement_vs_fp32"] >= 0.98, "{:.2f} %")
+            add(
+                f"{r['name']}: top-1 agreement with fp32",
+                100 * r["agreement_vs_fp32"],
+                "≥ 98 %",
+                r["agreement_vs_fp32"] >= 0.98,
+                "{:.2f} %",
+            )
     if int8 and tfl32:
         ratio = int8["size_bytes"] / tfl32["size_bytes"]
         add("int8 TFLite size / fp32 TFLite size", ratio, "≤ 0.35", ratio <= 0.35, "{:.3f}")
@@ -77,9 +99,17 @@ def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
     notes = [f"{r['name']}: {r['error']}" for r in rows if r.get("status") != "ok"]
     if any(r.get("precision", "").startswith("dynamic") for r in rows):
         notes.append("dynamic-range files hold int8 weights but compute in float: they are not int8 models")
-    report = {"pipeline": cfg.title or ctx.pipeline.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "edgekd_version": __version__, "host": bench.get("host") or {}, "threads": bench["threads"],
-              "n_test": bench.get("n_test"), "variants": rows,
-              "checks": target_checks(rows) if cfg.checks else [], "notes": notes, "stages": []}
+    report = {
+        "pipeline": cfg.title or ctx.pipeline.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "edgekd_version": __version__,
+        "host": bench.get("host") or {},
+        "threads": bench["threads"],
+        "n_test": bench.get("n_test"),
+        "variants": rows,
+        "checks": target_checks(rows) if cfg.checks else [],
+        "notes": notes,
+        "stages": [],
+    }
     paths = write_report(report, ctx.out_dir)
     return [Report("report", paths["json"], {"files": sorted(p.name for p in paths.values())})]

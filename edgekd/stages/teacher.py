@@ -38,9 +38,17 @@ def run_teacher(cfg: TeacherConfig, ctx, inputs) -> list:
         load_into(model, Path(cfg.checkpoint).expanduser())
         extra["source"] = f"checkpoint {cfg.checkpoint}"
     else:
-        res = fit(model, data, cfg.train, ctx.pipeline.data.augment, ctx.seed,
-                  lambda logits, y, _x: F.cross_entropy(logits, y, label_smoothing=cfg.train.label_smoothing),
-                  "teacher", device)
+        res = fit(
+            model,
+            data,
+            cfg.train,
+            ctx.pipeline.data.augment,
+            ctx.seed,
+            lambda logits, y, _x: F.cross_entropy(logits, y, label_smoothing=cfg.train.label_smoothing),
+            "teacher",
+            device,
+            checkpoint=ctx.checkpoint("teacher"),
+        )
         extra.update(source="trained", best_epoch=res.best_epoch, history=res.history)
     model.cpu()
     extra["val_accuracy"] = accuracy(model, data, "val")

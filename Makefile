@@ -1,0 +1,25 @@
+# Common loops. `make setup` once, then `make test`, `make lint`, `make bench`.
+PY ?= .venv/bin/python
+
+setup:
+	python3 -m venv .venv
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e ".[tflite,dev]"
+
+test:
+	$(PY) -m pytest
+
+test-slow:
+	$(PY) -m pytest -m slow
+
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+run:
+	$(PY) -m edgekd run pipelines/mobile_vision.yaml
+
+bench:
+	$(PY) benchmarks/foundation.py
+
+.PHONY: setup test test-slow lint run bench

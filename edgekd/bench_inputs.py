@@ -1,0 +1,79 @@
+"""What the agent needs besides a model file: its metadata and an evaluation set, found next to a run's outputs.
+
+``edgekd bench MODEL`` and the benchmark scripts accept a model straight from a run directory
+(``runs/x/04_convert_tflite/student-int8.tflite``): its metadata is in the stage's manifest.json, the test split in
+the run's ``*_data/dataset.npz``. Anything else is given explicitly (``--meta``, ``--data``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.errors import ConfigError, DataError
+from edgekd.fsutil import atomic_write_json
+
+
+def find_meta(model: Path) -> dict:
+    """The model's metadata: its entry in the stage manifest next to it, or ``<stem>.meta.json`` / ``<stem>.json``."""
+    manifest = model.parent / "manifest.json"
+    if manifest.is_file():
+        try:
+            outputs = json.loads(manifest.read_text(encoding="utf-8")).get("outputs", [])
+        except (OSError, ValueError):
+            outputs = []
+        for out in outputs:
+            if out.get("path") == model.name and out.get("meta"):
+                return {k: v for k, v in out["meta"].items() if k != "history"}
+    for cand in (model.with_suffix(".meta.json"), model.with_suffix(".json")):
+        if cand.is_file():
+            return read_meta(cand)
+    raise ConfigError(
+        f"no metadata for {model.name}: pass --meta META.json (input_shape, input_layout, mean, std), "
+        f"or give a model from an edgekd run directory"
+    )
+
+
+def read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read metadata {path}: {' '.join(str(exc).split())}") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"metadata {path} must be a JSON object")
+    return meta
+
+
+def find_dataset(model: Path) -> Path:
+    """The run's split data set for a model inside a run directory (``<run>/NN_stage/model``)."""
+    found = sorted(model.resolve().parent.parent.glob("*_data/dataset.npz"))
+    if not found:
+        raise ConfigError(f"no evaluation data for {model.name}: pass --data EVAL.npz (x float32 N,C,H,W in [0, 1], y)")
+    return found[0]
+
+
+def write_eval_npz(source: Path, out: Path, teacher_pred: np.ndarray | None = None) -> Path:
+    """Write the agent's eval file (x, y[, teacher_pred]) from an eval .npz or a pipeline dataset's test split."""
+    try:
+        with np.load(source, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            if {"x_test", "y_test"} <= keys:
+                arrays = {"x": npz["x_test"], "y": npz["y_test"]}
+            elif "x" in keys:
+                arrays = {k: npz[k] for k in ("x", "y", "teacher_pred") if k in keys}
+            else:
+                raise DataError(f"{source} has neither x (an eval set) nor x_test/y_test (an edgekd dataset)")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read evaluation data {source}: {' '.join(str(exc).split())}") from None
+    if teacher_pred is not None:
+        arrays["teacher_pred"] = teacher_pred
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as fh:
+        np.savez(fh, **arrays)
+    return out
+
+
+def write_meta(meta: dict, out: Path) -> Path:
+    return atomic_write_json(out, meta)
