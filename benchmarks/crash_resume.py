@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING_KEYS = {"latency_ms", "throughput_ips", "peak_rss_mb", "load_time_ms", "path", "runtime_version"}
+TIMING_KEYS = {"latency_ms", "latencies_ms", "throughput_ips", "peak_rss_mb", "load_time_ms", "path", "runtime_version"}
 
 
 def small_pipeline() -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import tiny_pipeline_doc
+    from _shared import tiny_pipeline_doc
 
     doc = tiny_pipeline_doc()
     doc["stages"][0]["train"]["epochs"] = 4  # long enough for kills to land inside training epochs
@@ -80,8 +80,14 @@ def kill_and_resume(pipe: Path, out: Path, kills: int, window: float, seed: int 
         completed += 1
         shutil.rmtree(out)
     final = subprocess.run(edgekd_cmd(pipe, out), env=env, capture_output=True, text=True, timeout=1800)
-    return {"kills": killed, "intact_after_kill": intact, "completed_between_kills": completed, "final_exit": final.returncode, "delays_s": delays,
-            "final_stderr": final.stderr[-500:]}
+    return {
+        "kills": killed,
+        "intact_after_kill": intact,
+        "completed_between_kills": completed,
+        "final_exit": final.returncode,
+        "delays_s": delays,
+        "final_stderr": final.stderr[-500:],
+    }
 
 
 def main() -> int:
@@ -93,8 +99,9 @@ def main() -> int:
     pipe = base / "pipe.json.yaml"
     pipe.write_text(json.dumps(small_pipeline()))  # JSON is YAML
     t0 = time.perf_counter()
-    subprocess.run(edgekd_cmd(pipe, base / "clean"), check=True, capture_output=True,
-                   env={**os.environ, "EDGEKD_QUIET": "1"})
+    subprocess.run(
+        edgekd_cmd(pipe, base / "clean"), check=True, capture_output=True, env={**os.environ, "EDGEKD_QUIET": "1"}
+    )
     clean_s = time.perf_counter() - t0
     res = kill_and_resume(pipe, base / "killed", args.kills, clean_s, args.seed)
     same = res["final_exit"] == 0 and stable_report(base / "killed") == stable_report(base / "clean")

@@ -479,16 +479,22 @@ def _run(args: argparse.Namespace) -> dict:
 
 
 def _pin(spec: str) -> list[int]:
+    """Pin this process (and the runtime threads it will start) to the given CPUs; all of them must exist."""
     try:
         cpus = sorted({int(c) for c in spec.split(",") if c.strip()})
+    except ValueError:
+        raise AgentError(f"--cpus {spec}: expected CPU ids like 4,5,6,7") from None
+    n = os.cpu_count() or 0
+    missing = [c for c in cpus if c >= n or c < 0]
+    if not cpus or missing:
+        raise AgentError(f"--cpus {spec}: cannot pin to CPUs {missing or spec}; the device has {n} cores (0-{n - 1})")
+    try:
         os.sched_setaffinity(0, cpus)
     except AttributeError:
         raise AgentError("--cpus: this OS cannot pin a process to CPUs (no sched_setaffinity)") from None
-    except (ValueError, OSError) as exc:
-        raise AgentError(
-            f"--cpus {spec}: cannot pin to these CPUs ({_one_line(exc)}); the device has {os.cpu_count()} cores"
-        ) from None
-    return cpus
+    except OSError as exc:  # e.g. a cgroup/cpuset that does not allow these cores
+        raise AgentError(f"--cpus {spec}: cannot pin to these CPUs: {_one_line(exc)}") from None
+    return sorted(os.sched_getaffinity(0))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,3 +77,31 @@ def write_eval_npz(source: Path, out: Path, teacher_pred: np.ndarray | None = No
 
 def write_meta(meta: dict, out: Path) -> Path:
     return atomic_write_json(out, meta)
+
+
+def run_dir_variants(run_dir: Path) -> tuple[list, Path | None]:
+    """The models a pipeline run's benchmark stage measured, as Variants, and its teacher predictions (if any).
+
+    Read from the stage's ``<variant>.meta.json`` files (``student_tflite-int8.meta.json`` is student-int8.tflite from
+    the convert stage; ``*_pytorch`` are the ``.pt2`` programs the stage exported).
+    """
+    from edgekd.transports.measure import Variant
+
+    bench = next(iter(sorted(run_dir.glob("*_benchmark"))), None)
+    if bench is None:
+        raise ConfigError(f"{run_dir} has no benchmark stage folder (*_benchmark): run the pipeline first")
+    runtime = {"pytorch": ("pt2", "torch"), "onnx": ("onnx", "onnxruntime"), "tflite": ("tflite", "litert")}
+    variants = []
+    for meta in sorted(bench.glob("*.meta.json")):
+        artifact, _, kind = meta.name.removesuffix(".meta.json").partition("_")
+        fmt, _, precision = kind.partition("-")
+        ext, rt = runtime[fmt]
+        found = (
+            [bench / f"{artifact}.pt2"] if fmt == "pytorch" else sorted(run_dir.glob(f"*/{artifact}-{precision}.{ext}"))
+        )
+        if found and found[0].is_file():
+            name = f"{artifact}/{kind}"
+            row = {"format": fmt, "precision": precision or "fp32", "size_bytes": found[0].stat().st_size}
+            variants.append(Variant(name, found[0], meta, rt, row))
+    preds = bench / "teacher_pred.npy"
+    return variants, preds if preds.is_file() else None

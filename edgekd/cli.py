@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from edgekd import __version__
+from edgekd.cli_bench import bench
 
 app = typer.Typer(
     add_completion=False,
@@ -96,6 +97,9 @@ def run(
         if failed:
             console.print(f"[yellow]{len(failed)} target check(s) not met:[/] " + "; ".join(c["name"] for c in failed))
     console.print(f"run directory: {result.run_dir}")
+
+
+app.command()(bench)  # edgekd bench MODEL --device PROFILE
 
 
 def entry() -> None:

@@ -68,7 +68,7 @@ class DeviceProfile(Strict):
     threads: int | None = Field(None, ge=1, le=256, description="default: the benchmark stage's threads")
     cpu_affinity: list[int] | None = Field(None, description="CPU ids to pin to, e.g. [4, 5, 6, 7] (big cores)")
     xnnpack: bool = Field(True, description="LiteRT's XNNPACK delegate (the default CPU path); off: builtin kernels")
-    workdir: str = Field("/tmp", description="the temporary directory on the device is made under this one")
+    workdir: str | None = Field(None, description="temporary directories are made here (/tmp; adb: /data/local/tmp)")
     timeout_s: float = Field(1800, gt=0, le=86_400, description="per model on the device")
 
     @field_validator("cpu_affinity")
@@ -87,6 +87,8 @@ class DeviceProfile(Strict):
                 raise ValueError(f"an '{kind}:' block needs 'transport: {kind}' (this profile says {self.transport})")
         if self.runtimes is None:
             self.runtimes = list(DEFAULT_RUNTIMES[self.transport])
+        if self.workdir is None:
+            self.workdir = "/data/local/tmp" if self.transport == "adb" else "/tmp"
         if self.transport == "ssh" and self.python is None:
             self.python = "python3"
         if self.transport == "adb" and self.adb and not (self.adb.benchmark_model or self.python):

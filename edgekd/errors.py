@@ -15,6 +15,9 @@ class EdgekdError(Exception):
 
     exit_code = 1
 
+    def __init__(self, message: str = ""):
+        super().__init__(one_line(str(message)))
+
 
 class ConfigError(EdgekdError):
     """A pipeline or profile file is missing, malformed or invalid."""

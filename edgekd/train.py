@@ -66,7 +66,7 @@ def predict_logits(
 ) -> torch.Tensor:
     model.eval()
     outs = [
-        model(normalize(torch.from_numpy(x[i : i + batch_size]).to(device), mean, std)).float().cpu()
+        model(normalize(torch.from_numpy(np.array(x[i : i + batch_size])).to(device), mean, std)).float().cpu()
         for i in range(0, len(x), batch_size)
     ]
     return torch.cat(outs)

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from _shared import ROOT
 
 
 def edgekd(*args, cwd=None):

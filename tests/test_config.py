@@ -1,5 +1,5 @@
 import pytest
-from conftest import ROOT
+from _shared import ROOT
 
 from edgekd.config import apply_overrides, load_pipeline, validate_document
 from edgekd.errors import ConfigError

@@ -3,6 +3,7 @@
 import copy
 
 import yaml
+from _shared import tiny_pipeline_doc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -10,8 +11,6 @@ from typer.testing import CliRunner
 from edgekd.cli import app
 from edgekd.config import parse_yaml_text, validate_document
 from edgekd.errors import ConfigError
-
-from conftest import tiny_pipeline_doc
 
 FUZZ_EXAMPLES = 600
 
@@ -23,9 +22,11 @@ scalars = st.one_of(
     st.text(max_size=12),
     st.sampled_from(["cpu", "digits", "teacher", "distill", "fp32", "int8", "litert-torch", "1e999", "-1", ""]),
 )
-values = st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=3),
-                                                     st.dictionaries(st.text(max_size=8), kids, max_size=3)),
-                      max_leaves=12)
+values = st.recursive(
+    scalars,
+    lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(st.text(max_size=8), kids, max_size=3)),
+    max_leaves=12,
+)
 BASE = tiny_pipeline_doc()
 STAGE_KEYS = sorted({k for s in BASE["stages"] for k in s} | {"temperature", "alpha", "precisions", "threads"})
 

@@ -118,8 +118,10 @@ def test_image_folder_is_streamed_to_disk_not_loaded_whole(tmp_path, monkeypatch
     root = _make_folder(tmp_path / "imgs", n=200)
     decoded = 400 * 3 * 128 * 128 * 4  # 78 MB of float32 pixels once decoded
     tracemalloc.start()
-    d = build_splits(DataConfig(source="folder", path=str(root), image_size=128, val_fraction=0.2,
-                                test_fraction=0.2), tmp_path / "work")
+    d = build_splits(
+        DataConfig(source="folder", path=str(root), image_size=128, val_fraction=0.2, test_fraction=0.2),
+        tmp_path / "work",
+    )
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < decoded / 3, f"peak {peak / 2**20:.0f} MB of {decoded / 2**20:.0f} MB decoded"

@@ -123,6 +123,6 @@ def test_low_disk_space_is_refused_before_writing_and_keeps_earlier_work(tmp_pat
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 2**20, 2**20))
     doc["stages"][1]["temperature"] = 3.0
-    with pytest.raises(EdgekdError, match=r"not enough free disk space .* run stage 'distill'.*nothing was overwritten"):
+    with pytest.raises(EdgekdError, match=r"not enough free disk space .*stage 'distill'.*nothing was overwritten"):
         run_pipeline(validate_document(doc), tmp_path / "run")
     assert first.artifacts["student"].verify()  # the previous student is intact

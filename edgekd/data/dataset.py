@@ -224,8 +224,8 @@ def batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (images, labels) batches; the order comes from ``gen`` so a seeded run sees the same batches."""
     n = len(y)
-    order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    order = (torch.randperm(n, generator=gen) if shuffle else torch.arange(n)).numpy()
     for i in range(0, n, batch_size):
         idx = order[i : i + batch_size]
-        yield xt[idx], yt[idx]
+        # fancy indexing copies just this batch out of a (possibly memory-mapped, read-only) array
+        yield torch.from_numpy(x[idx]), torch.from_numpy(y[idx])

@@ -36,6 +36,34 @@ PLOT_FILES: dict[str, str] = {
     "accuracy_vs_latency.png": "Accuracy vs latency",
     "accuracy_vs_size.png": "Accuracy vs size",
 }
+# Drawn only when some variant carries its per-run latencies (the agent's --raw-latencies).
+DISTRIBUTION_PLOT = {"latency_distribution.png": "Latency distribution per variant (every timed run)"}
+
+
+def plot_files(report: dict[str, Any]) -> dict[str, str]:
+    """The plots this report has: the scatter plots always, the distribution plot when there is data for it."""
+    has_runs = any(v.get("latencies_ms") for v in report.get("variants") or [])
+    return {**PLOT_FILES, **(DISTRIBUTION_PLOT if has_runs else {})}
+
+
+def device_groups(report: dict[str, Any]) -> list[tuple[str | None, list[dict[str, Any]]]]:
+    """Variants per device, in report order; a single group (device None) when at most one device was measured."""
+    variants = list(report.get("variants") or [])
+    names = list(dict.fromkeys(v.get("device") for v in variants if v.get("device")))
+    if len(names) <= 1:
+        return [(None, variants)]
+    groups = [(n, [v for v in variants if v.get("device") == n]) for n in names]
+    unmeasured = [v for v in variants if not v.get("device")]
+    return groups + ([("not measured", unmeasured)] if unmeasured else [])
+
+
+def device_line(report: dict[str, Any], device: str) -> str:
+    """What the device reported about itself, and how it was reached (transport, host, threads)."""
+    info = (report.get("devices") or {}).get(device) or {}
+    prof = info.get("profile") or {}
+    how = ", ".join(str(x) for x in (prof.get("transport"), prof.get("host") or prof.get("serial")) if x)
+    facts = facts_line(info.get("facts") or {}) if info.get("facts") else "device facts not reported"
+    return f"{facts} (via {how})" if how else facts
 
 
 def as_float(x: Any) -> float | None:
@@ -151,15 +179,37 @@ def variant_cells(variant: dict[str, Any], error_width: int | None = None, laten
 
 
 def host_line(report: dict[str, Any]) -> str:
-    host = report.get("host") or {}
+    return facts_line(report.get("host") or {})
+
+
+def facts_line(host: dict[str, Any]) -> str:
+    """A device's own description of itself (the agent's ``device`` block) as one line."""
+    cores = host.get("cores", host.get("logical_cores"))
     parts = [
         str(host.get("cpu_model") or "unknown CPU"),
-        f"{host['cores']} cores" if host.get("cores") is not None else None,
+        host.get("board"),
+        f"{cores} cores" if cores is not None else None,
         host.get("os"),
         host.get("machine"),
         f"Python {host['python']}" if host.get("python") else None,
     ]
     return ", ".join(str(p) for p in parts if p)
+
+
+def failure_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """One note per failure; a device that failed every variant the same way gets one note, not one per variant."""
+    notes: dict[tuple[Any, Any], list[str]] = {}
+    for r in rows:
+        if r.get("status") != "ok":
+            notes.setdefault((r.get("device"), r.get("error")), []).append(r["name"])
+    out = []
+    for (device, error), names in notes.items():
+        what = names[0] if len(names) == 1 else f"{len(names)} variants ({', '.join(names)})"
+        if device and str(error).startswith(f"{device}: "):  # a device-level error already names the device
+            out.append(f"{error} ({what})")
+        else:
+            out.append(f"{device + ': ' if device not in (None, 'local') else ''}{what}: {error}")
+    return out
 
 
 def check_line(check: dict[str, Any]) -> tuple[bool, str]:

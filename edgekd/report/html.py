@@ -57,8 +57,13 @@ def _row(variant: dict[str, Any]) -> str:
 
 def _table(report: dict[str, Any]) -> list[str]:
     head = "".join(f"<th>{_e(c)}</th>" for c in fmt.COLUMNS)
-    rows = [_row(v) for v in report.get("variants") or []]
-    return ["<table>", f"<thead><tr>{head}</tr></thead>", "<tbody>", *rows, "</tbody>", "</table>"]
+    out: list[str] = []
+    for device, variants in fmt.device_groups(report):  # one table per device when several were measured
+        if device is not None:
+            out += [f"<h3>{_e(device)}</h3>", f'<p class="meta">{_e(fmt.device_line(report, device))}</p>']
+        rows = [_row(v) for v in variants]
+        out += ["<table>", f"<thead><tr>{head}</tr></thead>", "<tbody>", *rows, "</tbody>", "</table>"]
+    return out
 
 
 def _sections(report: dict[str, Any]) -> list[str]:
@@ -88,7 +93,7 @@ def _plots(images: dict[str, bytes]) -> list[str]:
         return []
     out = ["<h2>Plots</h2>", '<div class="plots">']
     for name, data in images.items():
-        alt = fmt.PLOT_FILES.get(name, name)
+        alt = {**fmt.PLOT_FILES, **fmt.DISTRIBUTION_PLOT}.get(name, name)
         b64 = base64.b64encode(data).decode("ascii")
         out.append(f'<img alt="{_e(alt)}" title="{_e(name)}" src="data:image/png;base64,{b64}">')
     out.append("</div>")

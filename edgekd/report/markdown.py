@@ -20,13 +20,13 @@ def md_escape(text: Any) -> str:
     return " ".join(s.split())
 
 
-def _table(report: dict[str, Any]) -> list[str]:
+def _table(variants: list[dict[str, Any]]) -> list[str]:
     cols = fmt.COLUMNS
     lines = [
         "| " + " | ".join(cols) + " |",
         "|" + "|".join("---:" if c in fmt.NUMERIC_COLUMNS else "---" for c in cols) + "|",
     ]
-    for v in report.get("variants") or []:
+    for v in variants:
         cells = [md_escape(c) for c in fmt.variant_cells(v, TABLE_ERROR_WIDTH)]
         if v.get("role") == "teacher":
             cells[0] = f"**{cells[0]}**"
@@ -34,6 +34,11 @@ def _table(report: dict[str, Any]) -> list[str]:
             cells[3] = f"**{cells[3]}**"
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _where(variant: dict[str, Any]) -> str:
+    name = str(variant.get("name", "?"))
+    return f"{name} on {variant['device']}" if variant.get("device") not in (None, "local") else name
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -52,14 +57,16 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
     ]
 
-    out += ["## Results", "", *_table(report), ""]
+    out += ["## Results", ""]
+    for device, variants in fmt.device_groups(report):  # one table per device when several were measured
+        if device is not None:
+            out += [f"### {md_escape(device)}", "", md_escape(fmt.device_line(report, device)), ""]
+        out += [*_table(variants), ""]
 
     failed = [v for v in report.get("variants") or [] if fmt.is_failed(v)]
     if failed:
         out += ["### Failures", ""]
-        out += [
-            f"- **{md_escape(v.get('name', '?'))}**: {md_escape(v.get('error') or 'unknown error')}" for v in failed
-        ]
+        out += [f"- **{md_escape(_where(v))}**: {md_escape(v.get('error') or 'unknown error')}" for v in failed]
         out.append("")
 
     checks = report.get("checks") or []
@@ -81,6 +88,6 @@ def to_markdown(report: dict[str, Any]) -> str:
         out.append("")
 
     out += ["## Plots", ""]
-    for name, title in fmt.PLOT_FILES.items():
+    for name, title in fmt.plot_files(report).items():
         out += [f"![{title}]({name})", ""]
     return "\n".join(out)

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogFormatter
 
-from edgekd.report.fmt import PLOT_FILES, as_float, is_failed
+from edgekd.report.fmt import DISTRIBUTION_PLOT, PLOT_FILES, as_float, device_groups, is_failed, plot_files
 
 MARKERS = {"pytorch": "o", "onnx": "s", "tflite": "^"}
 OTHER_MARKER = "D"
@@ -205,6 +205,33 @@ def accuracy_vs_size_png(variants: list[dict[str, Any]]) -> bytes:
     return _scatter(points, "model size (KB, log scale)", PLOT_FILES["accuracy_vs_size.png"], True, with_bars=False)
 
 
+def latency_distribution_png(report: dict[str, Any]) -> bytes:
+    """Box plot of every timed run, one box per variant and one panel per device (each with its own scale).
+
+    Boxes span p25..p75 with the median marked, whiskers reach 1.5 IQR, dots beyond are the outliers a mean hides.
+    """
+    panels = [(d, [v for v in vs if v.get("latencies_ms") and not is_failed(v)]) for d, vs in device_groups(report)]
+    panels = [(d, vs) for d, vs in panels if vs]
+    height = sum(0.9 + 0.32 * len(vs) for _, vs in panels)
+    fig = Figure(figsize=(7.0, max(height, 2.5)), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ratios = [len(vs) + 2 for _, vs in panels]
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": ratios})[:, 0]
+    for ax, (device, vs) in zip(axes, panels, strict=True):
+        data = [[float(t) for t in v["latencies_ms"]] for v in vs]
+        ax.boxplot(data, vert=False, widths=0.6, flierprops={"markersize": 2, "alpha": 0.5})
+        ax.set_yticks(range(1, len(vs) + 1), [str(v.get("name", "?")) for v in vs], fontsize=8)
+        ax.invert_yaxis()  # report order, top to bottom
+        if max(max(d) for d in data) / max(min(min(d) for d in data), 1e-9) >= LOG_SPREAD:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda val, _pos: f"{val:g}"))
+        ax.grid(True, axis="x", which="both", alpha=0.3)
+        ax.set_title(device or DISTRIBUTION_PLOT["latency_distribution.png"], fontsize=9)
+    axes[-1].set_xlabel("latency per run (ms)")
+    fig.tight_layout()
+    return _png(fig)
+
+
 PLOTS: dict[str, Callable[[list[dict[str, Any]]], bytes]] = {
     "accuracy_vs_latency.png": accuracy_vs_latency_png,
     "accuracy_vs_size.png": accuracy_vs_size_png,
@@ -212,6 +239,9 @@ PLOTS: dict[str, Callable[[list[dict[str, Any]]], bytes]] = {
 
 
 def render_plots(report: dict[str, Any]) -> dict[str, bytes]:
-    """PNG bytes keyed by file name (the keys of :data:`edgekd.report.fmt.PLOT_FILES`)."""
+    """PNG bytes keyed by file name (the keys of :func:`edgekd.report.fmt.plot_files`)."""
     variants = list(report.get("variants") or [])
-    return {name: fn(variants) for name, fn in PLOTS.items()}
+    images = {name: fn(variants) for name, fn in PLOTS.items()}
+    if "latency_distribution.png" in plot_files(report):
+        images["latency_distribution.png"] = latency_distribution_png(report)
+    return images

@@ -28,9 +28,11 @@ def results_table(report: dict[str, Any]) -> Table:
     title = f"edgekd: {report.get('pipeline', '?')}"
     if report.get("threads") is not None:
         title += f" ({report['threads']} thread{'s' if report['threads'] != 1 else ''})"
-    table = Table(
-        title=title, caption=fmt.host_line(report) or None, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
-    )
+    devices = [d for d, _ in fmt.device_groups(report) if d is not None]
+    caption = " | ".join(f"{d}: {fmt.device_line(report, d)}" for d in devices) if devices else fmt.host_line(report)
+    table = Table(title=title, caption=caption or None, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    if devices:  # several devices: one table, each row says where it was measured
+        table.add_column("Device", overflow="fold")
     for col in fmt.COLUMNS:
         header = SHORT_HEADERS.get(col, col)
         if col in fmt.NUMERIC_COLUMNS:
@@ -43,5 +45,6 @@ def results_table(report: dict[str, Any]) -> Table:
         cells = fmt.variant_cells(v, ERROR_WIDTH, latency_sep="/")
         style = "red" if fmt.is_failed(v) else ("bold" if v.get("role") == "teacher" else None)
         # Text objects, not str: names and errors may contain "[...]", which rich would parse as markup.
-        table.add_row(*(Text(c) for c in cells), style=style)
+        lead = [Text(str(v.get("device") or "—"))] if devices else []
+        table.add_row(*lead, *(Text(c) for c in cells), style=style)
     return table

@@ -25,7 +25,8 @@ def _json_safe(obj: Any) -> Any:
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write the plots, report.md, report.html and finally report.json into ``out_dir``.
 
-    Returns the written paths keyed ``accuracy_vs_latency``, ``accuracy_vs_size``, ``markdown``, ``html``, ``json``.
+    Returns the written paths keyed ``accuracy_vs_latency``, ``accuracy_vs_size`` (and ``latency_distribution`` when
+    variants carry per-run latencies), ``markdown``, ``html``, ``json``.
     report.json is written last because other code treats its presence as "the report is complete".
     """
     # Imported here so that importing edgekd.report (e.g. for results_table in the CLI) does not load matplotlib.

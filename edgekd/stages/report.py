@@ -10,6 +10,7 @@ from pydantic import Field
 from edgekd import __version__
 from edgekd.artifacts import Report
 from edgekd.config import StageConfig
+from edgekd.report.fmt import failure_notes
 from edgekd.stages.base import register_stage, require
 
 
@@ -89,6 +90,12 @@ def target_checks(rows: list[dict]) -> list[dict]:
     return checks
 
 
+def _one_device(rows: list[dict]) -> list[dict]:
+    """The rows the targets compare: those measured where the teacher was, never a ratio across two devices."""
+    where = next((r.get("device") for r in rows if r.get("role") == "teacher"), None)
+    return [r for r in rows if r.get("device") in (where, None)]
+
+
 @register_stage("report", ReportConfig, _inputs, ("matplotlib",))
 def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
     """Write the report files; report.json is written last."""
@@ -96,7 +103,7 @@ def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
 
     bench = json.loads(inputs["benchmark"].path.read_text())
     rows = bench["rows"]
-    notes = [f"{r['name']}: {r['error']}" for r in rows if r.get("status") != "ok"]
+    notes = failure_notes(rows) + list(bench.get("notes") or [])
     if any(r.get("precision", "").startswith("dynamic") for r in rows):
         notes.append("dynamic-range files hold int8 weights but compute in float: they are not int8 models")
     report = {
@@ -107,7 +114,8 @@ def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
         "threads": bench["threads"],
         "n_test": bench.get("n_test"),
         "variants": rows,
-        "checks": target_checks(rows) if cfg.checks else [],
+        "devices": bench.get("devices") or {},
+        "checks": target_checks(_one_device(rows)) if cfg.checks else [],
         "notes": notes,
         "stages": [],
     }

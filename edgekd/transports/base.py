@@ -129,12 +129,18 @@ class AgentSession:
     timeout: float = 1800
     _pushed: dict[tuple, str] = field(default_factory=dict, init=False)
 
-    def __enter__(self) -> AgentSession:
+    def open(self) -> None:
         self.transport.open()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> AgentSession:
+        self.open()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.transport.close()
+        self.close()
 
     def push(self, path: Path) -> str:
         """Push a file once per session (the agent and eval data are shared by every model)."""

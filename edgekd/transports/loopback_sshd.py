@@ -25,7 +25,8 @@ class SshdUnavailable(RuntimeError):
     """sshd cannot be started here; the message says why (not installed, refused to start...)."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -54,7 +55,7 @@ class LoopbackSshd:
             raise SshdUnavailable("OpenSSH server/client not installed (apt-get install openssh-server openssh-client)")
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o700)
-        user, port = getpass.getuser(), _free_port()
+        user, port = getpass.getuser(), free_port()
         host_key, key = root / "host_ed25519", root / "id_ed25519"
         _keygen(host_key)
         _keygen(key)

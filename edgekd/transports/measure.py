@@ -20,12 +20,12 @@ from edgekd.transports.base import AgentJob, AgentSession, Transport, TransportE
 from edgekd.transports.local import LocalTransport
 from edgekd.transports.ssh import SshTransport
 
-# What a row keeps from an agent (or benchmark_model) result; anything else stays in the result.
-RESULT_FIELDS = (
-    "accuracy", "teacher_agreement", "latency_ms", "throughput_ips", "peak_rss_mb", "load_time_ms", "runtime_version",
-    "threads", "xnnpack", "cpus", "latencies_ms", "n_eval", "measured_by", "runs", "first_inference_ms",
-    "warmup_avg_ms", "memory_footprint_mb", "op_profile", "accuracy_note",
-)  # fmt: skip
+# What a row keeps from an agent (or benchmark_model) result: these always (None when not measured), ...
+ROW_FIELDS = ("accuracy", "teacher_agreement", "latency_ms", "throughput_ips", "peak_rss_mb", "load_time_ms",
+              "runtime_version", "threads")  # fmt: skip
+# ... these when the result has them.
+EXTRA_FIELDS = ("xnnpack", "cpus", "latencies_ms", "n_eval", "measured_by", "runs", "first_inference_ms",
+                "warmup_avg_ms", "memory_footprint_mb", "op_profile", "accuracy_note")  # fmt: skip
 
 
 @dataclass
@@ -61,6 +61,7 @@ class DeviceResult:
 def open_transport(profile: DeviceProfile) -> tuple[Transport, list[str] | None]:
     """The profile's transport and the Python command on the device (None: no Python there)."""
     python = shlex.split(profile.python) if profile.python else None
+    assert profile.workdir is not None  # filled in by the profile's validator
     if profile.transport == "ssh":
         assert profile.ssh is not None
         return SshTransport(profile.name, profile.ssh, profile.workdir), python
@@ -72,7 +73,8 @@ def open_transport(profile: DeviceProfile) -> tuple[Transport, list[str] | None]
 
 def _row(variant: Variant, device: str, res: dict) -> dict:
     row = {**variant.row, "name": variant.name, "device": device}
-    row.update({k: res[k] for k in RESULT_FIELDS if k in res})
+    row.update({k: res.get(k) for k in ROW_FIELDS})
+    row.update({k: res[k] for k in EXTRA_FIELDS if k in res})
     row["status"] = res.get("status", "failed")
     row["error"] = res.get("error")
     return row
@@ -109,8 +111,8 @@ class _DeviceRun:
         if acc.get("status") != "ok":
             res["accuracy_note"] = f"not measured on the device: {acc.get('error')}"
         else:
+            # Accuracy only: the row's timings stay benchmark_model's, never mixed with the agent's.
             res.update({k: acc.get(k) for k in ("accuracy", "teacher_agreement", "n_eval", "device")})
-            res["latencies_ms"] = acc.get("latencies_ms")  # the agent's runs: the only per-run times on a phone
         return res
 
 
@@ -132,7 +134,7 @@ def measure_device(
         out.notes.append(f"{profile.name}: accuracy not measured on the device (the profile has no python)")
     run, fatal = _DeviceRun(profile, data, settings), None
     try:
-        run.session.__enter__()
+        run.session.open()
         if isinstance(run.transport, AdbTransport):
             out.facts = run.transport.facts()
     except TransportError as exc:
@@ -147,13 +149,15 @@ def measure_device(
                 except TransportError as exc:
                     res = {"status": "failed", "error": str(exc)}
                     fatal = str(exc) if exc.fatal else None
+                except OSError as exc:  # a local file gone (model, data): this variant only
+                    res = {"status": "failed", "error": f"{profile.name}: {exc.strerror or exc}: {exc.filename}"}
             if res.get("device"):
                 out.facts = {**(out.facts or {}), **{k: val for k, val in res["device"].items() if val is not None}}
             out.rows.append(_row(v, profile.name, res))
             if on_row:
                 on_row(out.rows[-1])
     finally:
-        run.session.__exit__(None, None, None)
+        run.session.close()
     return out
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +26,7 @@ from edgekd.transports.base import Completed, TransportError
 
 # ssh exits 255 for its own errors; the text tells which kind. Checked in this order.
 _AUTH = ("Permission denied", "Too many authentication failures", "no mutual signature algorithm")
-_HOST_KEY = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED", "host key for")
+_HOST_KEY = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED")
 _UNKNOWN_HOST = ("Could not resolve hostname", "Name or service not known")
 _CONNECT = ("Connection refused", "Connection timed out", "Operation timed out", "No route to host",
             "Network is unreachable", "kex_exchange_identification", "banner exchange")  # fmt: skip
@@ -54,6 +56,7 @@ class SshTransport:
     ):
         self.name, self.settings, self.workdir, self._sleep = name, settings, workdir, sleep
         self._dir: str | None = None
+        self._control: Path | None = None  # one multiplexed connection per session (see open())
 
     def ssh_command(self) -> list[str]:
         """``ssh`` with the profile's options; the remote command is appended as one quoted string."""
@@ -73,10 +76,14 @@ class SshTransport:
             cmd += ["-o", "StrictHostKeyChecking=accept-new"]
         # Never prompt (there is no terminal to answer); notice a dead link within ~15 s instead of hanging.
         cmd += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={s.connect_timeout_s}"]
-        cmd += ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-T", "--", s.host]
-        return cmd
+        cmd += ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-T"]
+        if self._control is not None:
+            cmd += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self._control}", "-o", "ControlPersist=120"]
+        return [*cmd, "--", s.host]
 
-    def _ssh(self, remote: str, timeout: float, stdin: Path | None = None, attempts: int | None = None) -> tuple:
+    def _ssh(
+        self, remote: str, timeout: float, stdin: Path | None = None, attempts: int | None = None
+    ) -> tuple[int, bytes, str]:
         """Run ``remote`` (already quoted) on the device: (rc, stdout bytes, stderr text), retrying dropped links."""
         attempts = attempts or self.settings.retries
         for attempt in range(1, attempts + 1):
@@ -114,20 +121,27 @@ class SshTransport:
             )
         if any(k in err for k in _UNKNOWN_HOST):
             raise TransportError(f"{self.name}: unknown host {s.host} ({why})", fatal=True)
-        dropped = any(k in err for k in _DROPPED)
+        # A multiplexed session whose master connection died exits 255 with nothing (or a mux_client line) to say.
+        dropped = any(k in err for k in _DROPPED) or not err.strip() or "mux_client" in err
         if not (dropped or any(k in err for k in _CONNECT)):
             raise TransportError(f"{self.name}: ssh to {where} failed: {why}", fatal=True)
         if attempt < attempts:
             return
         if dropped:
-            raise TransportError(f"{self.name}: connection to {where} lost during the run ({attempts} attempts): {why}")
-        raise TransportError(f"{self.name}: cannot reach {where} after {attempts} attempts: {why}", fatal=True)
+            why = why if err.strip() else "the connection closed without a message"
+            tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+            raise TransportError(f"{self.name}: connection to {where} lost during the run ({tries}): {why}")
+        tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+        raise TransportError(f"{self.name}: cannot reach {where} after {tries}: {why}", fatal=True)
 
     def _check(self, rc: int, err: str, what: str) -> None:
         if rc != 0:
             raise TransportError(f"{self.name}: {what} failed on the device: {_reason(err)}")
 
     def open(self) -> None:
+        # Every push/run/pull reuses one authenticated connection (OpenSSH multiplexing): a handshake costs
+        # ~0.1-0.5 s on a Pi, and a session makes about ten calls. A dead master is replaced on the next call.
+        self._control = Path(tempfile.mkdtemp(prefix="edgekd-ssh-")) / "mux"
         base = self.workdir.rstrip("/") or "/"
         remote = f"mkdir -p -- {rquote(base)} && mktemp -d {rquote(base + '/edgekd.XXXXXX')}"
         rc, out, err = self._ssh(remote, self.settings.connect_timeout_s + 60)
@@ -156,10 +170,14 @@ class SshTransport:
         local.write_bytes(out)
 
     def close(self) -> None:
-        if self._dir is None:
-            return
-        # One attempt: a device that just dropped off is not waited for; its /tmp is its own to clean.
-        with contextlib.suppress(TransportError):
-            self._ssh(f"rm -rf -- {rquote(self._dir)}", self.settings.connect_timeout_s + 30, attempts=1)
-        self._dir = None
-
+        if self._dir is not None:
+            # One attempt: a device that just dropped off is not waited for; its /tmp is its own to clean.
+            with contextlib.suppress(TransportError):
+                self._ssh(f"rm -rf -- {rquote(self._dir)}", self.settings.connect_timeout_s + 30, attempts=1)
+            self._dir = None
+        if self._control is not None:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                exit_cmd = [*self.ssh_command()[:-2], "-O", "exit", "--", self.settings.host]
+                subprocess.run(exit_cmd, capture_output=True, timeout=10, check=False)
+            shutil.rmtree(self._control.parent, ignore_errors=True)
+            self._control = None
