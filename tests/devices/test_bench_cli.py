@@ -41,6 +41,11 @@ def test_bench_on_local_ssh_and_a_dead_device_in_one_report(sshd, tiny, tmp_path
     assert md.index("### local") < md.index("### loopback") < md.index("### dead-pi")
     assert "(via ssh, edgekd-loopback)" in md and "latency_distribution.png" in md
     assert (tmp_path / "out/latency_distribution.png").read_bytes().startswith(b"\x89PNG")
+    # no secrets: the private key's body appears in no report file and in nothing the command printed
+    secret = "".join(sshd.key.read_text().splitlines()[1:-1])[:40]
+    assert len(secret) == 40
+    written = "".join(p.read_text(errors="ignore") for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert secret not in written.replace("\n", "") and secret not in proc.stdout + proc.stderr
 
 
 def test_bench_bad_input_is_one_line(tiny, tmp_path):
