@@ -7,19 +7,11 @@ import time
 
 import pytest
 
+from edgekd.report import REQUIRED_VARIANT_KEYS
+
 pytestmark = pytest.mark.integration
 
-REQUIRED = {
-    "name",
-    "format",
-    "precision",
-    "size_bytes",
-    "params",
-    "accuracy",
-    "teacher_agreement",
-    "latency_ms",
-    "status",
-}
+REQUIRED = set(REQUIRED_VARIANT_KEYS)
 
 
 def _run(pipe, out, *extra):

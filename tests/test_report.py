@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from edgekd.report import results_table, to_markdown, write_report
+from edgekd.report import REQUIRED_VARIANT_KEYS, results_table, to_markdown, write_report
 from edgekd.report.fmt import fmt_count, fmt_kb, fmt_latency, fmt_ms, fmt_pct
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -121,17 +121,7 @@ def test_write_report_files_and_roundtrip(report: dict, tmp_path: Path) -> None:
     data = json.loads((tmp_path / "report.json").read_text())
     assert data == original
     for v in data["variants"]:
-        for key in (
-            "name",
-            "format",
-            "precision",
-            "size_bytes",
-            "params",
-            "accuracy",
-            "teacher_agreement",
-            "latency_ms",
-            "status",
-        ):
+        for key in REQUIRED_VARIANT_KEYS:
             assert key in v
         if v["status"] == "ok":
             assert {"mean", "p50", "p90", "p99"} <= set(v["latency_ms"])

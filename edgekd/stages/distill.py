@@ -41,56 +41,22 @@ def run_distill(cfg: DistillConfig, ctx, inputs) -> list:
             t_logits = teacher(x)
         return hinton_loss(logits, t_logits.clone(), y, cfg.temperature, cfg.alpha, cfg.train.label_smoothing)
 
-    spec = cfg.student.as_dict()
-    aug = ctx.pipeline.data.augment
-    outputs = []
-    seed_everything(ctx.seed)  # the student and the baseline start from the same initial weights
-    student = build_model(spec, data.input_shape[1], data.num_classes)
-    res = fit(student, data, cfg.train, aug, ctx.seed, kd, "distill", device, checkpoint=ctx.checkpoint("student"))
-    student.cpu()
-    val = accuracy(student, data, "val")
-    ctx.note(f"distilled student: val accuracy {val:.4f} (best epoch {res.best_epoch})")
-    outputs.append(
-        save_torch_model(
-            "student",
-            student,
-            spec,
-            data.meta(),
-            ctx.out_dir / "student.pt",
-            role="student",
-            val_accuracy=val,
-            history=res.history,
-            temperature=cfg.temperature,
-            alpha=cfg.alpha,
-        )
-    )
-    if cfg.baseline:
+    def hard(logits, y, _x):
+        return F.cross_entropy(logits, y, label_smoothing=cfg.train.label_smoothing)
+
+    def train_one(name: str, loss_fn, desc: str, **extra):
+        # student and baseline start from the same initial weights and see the same batches
         seed_everything(ctx.seed)
-        base = build_model(spec, data.input_shape[1], data.num_classes)
-        res_b = fit(
-            base,
-            data,
-            cfg.train,
-            aug,
-            ctx.seed,
-            lambda logits, y, _x: F.cross_entropy(logits, y, label_smoothing=cfg.train.label_smoothing),
-            "baseline (scratch)",
-            device,
-            checkpoint=ctx.checkpoint("baseline"),
-        )
-        base.cpu()
-        val_b = accuracy(base, data, "val")
-        ctx.note(f"scratch baseline: val accuracy {val_b:.4f} (best epoch {res_b.best_epoch})")
-        outputs.append(
-            save_torch_model(
-                "baseline",
-                base,
-                spec,
-                data.meta(),
-                ctx.out_dir / "baseline.pt",
-                role="baseline",
-                val_accuracy=val_b,
-                history=res_b.history,
-            )
-        )
+        model = build_model(cfg.student.as_dict(), data.input_shape[1], data.num_classes)
+        res = fit(model, data, cfg.train, ctx.pipeline.data.augment, ctx.seed, loss_fn, desc, device,
+                  checkpoint=ctx.checkpoint(name))  # fmt: skip
+        model.cpu()
+        val = accuracy(model, data, "val")
+        ctx.note(f"{desc}: val accuracy {val:.4f} (best epoch {res.best_epoch})")
+        return save_torch_model(name, model, cfg.student.as_dict(), data.meta(), ctx.out_dir / f"{name}.pt",
+                                role=name, val_accuracy=val, history=res.history, **extra)  # fmt: skip
+
+    outputs = [train_one("student", kd, "distill", temperature=cfg.temperature, alpha=cfg.alpha)]
+    if cfg.baseline:
+        outputs.append(train_one("baseline", hard, "baseline (scratch)"))
     return outputs
