@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, EdgekdError
 
 
 class Strict(BaseModel):
@@ -259,10 +259,20 @@ def validate_document(doc: Any, root: yaml.Node | None = None, where: str = "<pi
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         errors.append(f"{where}: stages: names must be unique (give 'name:' to repeated stages): {', '.join(dupes)}")
+    if not errors and cfg is not None:
+        cfg.stages = stages
+        for i, st in enumerate(stages):
+            check = STAGES.get(st.stage).check
+            if check is None or not st.enabled:
+                continue
+            try:
+                found = check(st, cfg)
+            except EdgekdError as exc:
+                found = [str(exc)]
+            errors += [f"{where}:{_line_of(root, ('stages', i))}: stages[{i}] ({st.id}): {m}" for m in found]
     if errors:
         raise ConfigError(errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + " | ".join(errors))
     assert cfg is not None
-    cfg.stages = stages
     return cfg
 
 

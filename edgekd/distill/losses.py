@@ -1,4 +1,4 @@
-"""Distillation losses: small functions, combined by the distill stage with weights from YAML."""
+"""Soft targets (Hinton et al. 2015), the base every other method adds to."""
 
 from __future__ import annotations
 
@@ -6,15 +6,23 @@ import torch
 import torch.nn.functional as F
 
 
-def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Hinton et al. 2015: KL(teacher_T || student_T) * T^2, averaged over the batch.
+def soft_target_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """KL(teacher_T || student_T) * T^2, averaged over the batch (weighted per sample when ``weight`` is given).
 
     The T^2 factor keeps the gradient scale of the soft term comparable to the hard-label term as T changes.
     """
     t = temperature
     log_p_s = F.log_softmax(student_logits / t, dim=1)
     p_t = F.softmax(teacher_logits / t, dim=1)
-    return F.kl_div(log_p_s, p_t, reduction="batchmean") * (t * t)
+    if weight is None:
+        return F.kl_div(log_p_s, p_t, reduction="batchmean") * (t * t)
+    per_sample = F.kl_div(log_p_s, p_t, reduction="none").sum(1)
+    return (per_sample * weight).sum() / weight.sum().clamp_min(1e-8) * (t * t)
 
 
 def hinton_loss(
@@ -24,9 +32,10 @@ def hinton_loss(
     temperature: float,
     alpha: float,
     label_smoothing: float = 0.0,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``alpha`` * soft-target loss + (1 - ``alpha``) * cross-entropy on the hard labels."""
     hard = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
     if alpha == 0.0:
         return hard
-    return alpha * soft_target_loss(student_logits, teacher_logits, temperature) + (1.0 - alpha) * hard
+    return alpha * soft_target_loss(student_logits, teacher_logits, temperature, weight) + (1.0 - alpha) * hard

@@ -48,6 +48,9 @@ class StageContext:
 
 InputsFn = Callable[[Any, dict[str, Artifact]], list[str]]
 RunFn = Callable[[Any, StageContext, dict[str, Artifact]], list[Artifact]]
+# check(cfg, pipeline) -> error messages; runs at validate time, after every stage's own config validated, for
+# checks that need the rest of the pipeline (layer names need the data's channels and the teacher's spec)
+CheckFn = Callable[[Any, PipelineConfig], list[str]]
 
 
 @dataclass(frozen=True)
@@ -58,16 +61,23 @@ class Stage:
     inputs: InputsFn
     libraries: tuple[str, ...] = ()  # distributions whose versions go into the cache key
     doc: str = ""
+    check: CheckFn | None = None
 
 
 STAGES: Registry[Stage] = Registry("stage")
 
 
-def register_stage(name: str, config_cls: type[StageConfig], inputs: InputsFn, libraries: tuple[str, ...] = ()):
+def register_stage(
+    name: str,
+    config_cls: type[StageConfig],
+    inputs: InputsFn,
+    libraries: tuple[str, ...] = (),
+    check: CheckFn | None = None,
+):
     """Register ``run(cfg, ctx, inputs) -> list[Artifact]`` as stage ``name``."""
 
     def deco(fn: RunFn) -> RunFn:
-        STAGES.register(name)(Stage(name, config_cls, fn, inputs, libraries, (fn.__doc__ or "").strip()))
+        STAGES.register(name)(Stage(name, config_cls, fn, inputs, libraries, (fn.__doc__ or "").strip(), check))
         return fn
 
     return deco

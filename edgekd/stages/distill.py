@@ -1,62 +1,147 @@
-"""distill: teach a small student from the teacher's soft targets plus the hard labels (Hinton et al. 2015)."""
+"""distill: teach a small student from one or more teachers (or none: self-, online and data-free methods).
+
+The objective is the Hinton base, ``alpha`` * soft targets at ``temperature`` + (1 - ``alpha``) * hard labels, plus
+any weighted ``losses`` terms (features, attention, relations...); ``strategy`` organises training (a fixed teacher,
+a cohort, generations...). Methods live in ``edgekd/distill``; this stage only wires them to artifacts.
+"""
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from pydantic import Field
+from typing import Annotated, Union
 
-from edgekd.config import ModelSpec, StageConfig, TrainConfig
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from edgekd.config import ModelSpec, PipelineConfig, StageConfig, TrainConfig
 from edgekd.data import SplitData
-from edgekd.distill import hinton_loss
+from edgekd.distill import LOSSES, STRATEGIES
+from edgekd.distill.env import DistillEnv
+from edgekd.distill.objective import DistillModule
+from edgekd.distill.taps import check_layers
 from edgekd.models import build_model
 from edgekd.models.io import load_torch_model, save_torch_model
 from edgekd.stages.base import register_stage, require
-from edgekd.train import accuracy, fit, seed_everything
+from edgekd.train import accuracy
+
+
+def _union(configs: list[type]):
+    """A pydantic union discriminated by ``kind`` over every registered config class."""
+    if len(configs) == 1:
+        return configs[0]
+    return Annotated[Union[tuple(configs)], Field(discriminator="kind")]  # noqa: UP007 (built at run time)
+
+
+TermUnion = _union([LOSSES.get(k).config_cls for k in LOSSES.names()])
+StrategyUnion = _union([STRATEGIES.get(k).config_cls for k in STRATEGIES.names()])
 
 
 class DistillConfig(StageConfig):
     student: ModelSpec = Field(default_factory=lambda: ModelSpec(name="mobilenetv2_student"))
+    teachers: list[str] = Field(["teacher"], description="torch artifacts that teach (several: multi-teacher)")
+    output: str = Field("student", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="name of the distilled model")
     temperature: float = Field(4.0, gt=0, le=100)
     alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target term; 1 - alpha on hard labels")
+    losses: list[TermUnion] = Field(default_factory=list, description="extra weighted terms added to the base")  # type: ignore[valid-type]
+    strategy: StrategyUnion = Field(default_factory=lambda: STRATEGIES.get("standard").config_cls())  # type: ignore[valid-type]
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=20))
     baseline: bool = Field(True, description="also train the same student from scratch (no teacher)")
 
+    @model_validator(mode="after")
+    def _teachers(self) -> DistillConfig:
+        if STRATEGIES.get(self.strategy.kind).needs_teacher and not self.teachers:
+            raise ValueError(f"strategy '{self.strategy.kind}' needs at least one teacher in 'teachers'")
+        if len(set(self.teachers)) != len(self.teachers):
+            raise ValueError("teachers: each teacher may be listed once")
+        return self
+
+    @property
+    def uses_teachers(self) -> bool:
+        return STRATEGIES.get(self.strategy.kind).needs_teacher
+
+    @property
+    def baseline_name(self) -> str:
+        return "baseline" if self.output == "student" else f"{self.output}_baseline"
+
+
+def spec_of_artifact(pipeline: PipelineConfig, name: str, before: StageConfig) -> dict | None:
+    """The model spec of the torch artifact ``name`` as produced by a stage before ``before`` (None if unknown)."""
+    spec = None
+    for st in pipeline.stages:
+        if st is before:
+            break
+        if not st.enabled:
+            continue
+        if st.stage == "teacher" and getattr(st, "output", "teacher") == name:
+            spec = st.model.as_dict()
+        elif st.stage == "distill" and st.output == name:
+            spec = st.student.as_dict()
+    return spec
+
+
+def _check(cfg: DistillConfig, pipeline: PipelineConfig) -> list[str]:
+    """Layer names exist in the student and teacher (found before anything trains)."""
+    layers_s = list(dict.fromkeys(n for t in cfg.losses for n in LOSSES.get(t.kind).term_cls(t).student_layers()))
+    layers_t = list(dict.fromkeys(n for t in cfg.losses for n in LOSSES.get(t.kind).term_cls(t).teacher_layers()))
+    if not layers_s and not layers_t:
+        return []
+    channels = pipeline.data.channels or 1
+    classes = len(pipeline.data.labels) if pipeline.data.labels else 10
+    errors = []
+    if layers_s:
+        errors += check_layers(build_model(cfg.student.as_dict(), channels, classes), layers_s, "the student")
+    t_spec = spec_of_artifact(pipeline, cfg.teachers[0], cfg) if cfg.teachers and cfg.uses_teachers else None
+    if layers_t and t_spec is not None:
+        errors += check_layers(build_model(t_spec, channels, classes), layers_t, f"teacher '{cfg.teachers[0]}'")
+    return errors
+
 
 def _inputs(cfg: DistillConfig, store) -> list[str]:
-    return require(store, cfg.id, "dataset", "teacher")
+    return require(store, cfg.id, "dataset", *(cfg.teachers if cfg.uses_teachers else []))
 
 
-@register_stage("distill", DistillConfig, _inputs)
+@register_stage("distill", DistillConfig, _inputs, check=_check)
 def run_distill(cfg: DistillConfig, ctx, inputs) -> list:
-    """Distil the teacher into the student; optionally train a scratch baseline with the same recipe."""
+    """Distil with the configured strategy; optionally train a scratch baseline with the same recipe."""
     data = SplitData.load(inputs["dataset"].path)
     device = ctx.device()
-    teacher = load_torch_model(inputs["teacher"]).to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teachers = []
+    if cfg.uses_teachers:
+        for name in cfg.teachers:
+            t = load_torch_model(inputs[name]).to(device).eval()
+            for p in t.parameters():
+                p.requires_grad_(False)
+            teachers.append(t)
+    env = DistillEnv(cfg, ctx, data, teachers, device)
 
-    def kd(logits, y, x):
-        with torch.inference_mode():
-            t_logits = teacher(x)
-        return hinton_loss(logits, t_logits.clone(), y, cfg.temperature, cfg.alpha, cfg.train.label_smoothing)
-
-    def hard(logits, y, _x):
-        return F.cross_entropy(logits, y, label_smoothing=cfg.train.label_smoothing)
-
-    def train_one(name: str, loss_fn, desc: str, **extra):
-        # student and baseline start from the same initial weights and see the same batches
-        seed_everything(ctx.seed)
-        model = build_model(cfg.student.as_dict(), data.input_shape[1], data.num_classes)
-        res = fit(model, data, cfg.train, ctx.pipeline.data.augment, ctx.seed, loss_fn, desc, device,
-                  checkpoint=ctx.checkpoint(name))  # fmt: skip
+    def save(name: str, model, spec: dict, desc: str, **extra):
+        if isinstance(model, DistillModule):  # never happens by design; a guard against exporting adapters
+            model = model.student
         model.cpu()
         val = accuracy(model, data, "val")
-        ctx.note(f"{desc}: val accuracy {val:.4f} (best epoch {res.best_epoch})")
-        return save_torch_model(name, model, cfg.student.as_dict(), data.meta(), ctx.out_dir / f"{name}.pt",
-                                role=name, val_accuracy=val, history=res.history, **extra)  # fmt: skip
+        ctx.note(f"{desc}: val accuracy {val:.4f}")
+        return save_torch_model(name, model, spec, data.meta(), ctx.out_dir / f"{name}.pt",
+                                role=name, val_accuracy=val, **extra)  # fmt: skip
 
-    outputs = [train_one("student", kd, "distill", temperature=cfg.temperature, alpha=cfg.alpha)]
+    result = STRATEGIES.get(cfg.strategy.kind).run(cfg.strategy, env)
+    meta = {"method": _method_meta(cfg), "teachers": cfg.teachers if cfg.uses_teachers else []}
+    meta.update(temperature=cfg.temperature, alpha=cfg.alpha, **result.meta)
+    outputs = [save(cfg.output, result.student, cfg.student.as_dict(), f"distill ({cfg.strategy.kind})", **meta)]
+    outputs += [save(n, m, spec, n) for n, m, spec in result.extra_models]
     if cfg.baseline:
-        outputs.append(train_one("baseline", hard, "baseline (scratch)"))
+        student = env.new_student()
+        res = env.fit(
+            student,
+            cfg.baseline_name,
+            "baseline (scratch)",
+            lambda logits, y, _x: F.cross_entropy(logits, y, label_smoothing=cfg.train.label_smoothing),
+        )
+        outputs.append(save(cfg.baseline_name, student, cfg.student.as_dict(), "baseline (scratch)",
+                            best_epoch=res.best_epoch, history=res.history))  # fmt: skip
     return outputs
+
+
+def _method_meta(cfg: DistillConfig) -> dict:
+    return {
+        "strategy": cfg.strategy.model_dump(mode="json"),
+        "losses": [t.model_dump(mode="json") for t in cfg.losses],
+    }

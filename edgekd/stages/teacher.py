@@ -19,6 +19,7 @@ from edgekd.train import accuracy, fit, seed_everything
 class TeacherConfig(StageConfig):
     model: ModelSpec = Field(default_factory=lambda: ModelSpec(name="resnet_teacher"))
     checkpoint: str | None = Field(None, description="a state_dict file; when absent the teacher is trained")
+    output: str = Field("teacher", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="artifact name (several teachers)")
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=12))
 
 
@@ -47,10 +48,11 @@ def run_teacher(cfg: TeacherConfig, ctx, inputs) -> list:
             lambda logits, y, _x: F.cross_entropy(logits, y, label_smoothing=cfg.train.label_smoothing),
             "teacher",
             device,
-            checkpoint=ctx.checkpoint("teacher"),
+            checkpoint=ctx.checkpoint(cfg.output),
         )
         extra.update(source="trained", best_epoch=res.best_epoch, history=res.history)
     model.cpu()
     extra["val_accuracy"] = accuracy(model, data, "val")
     ctx.note(f"teacher ({extra['source']}): val accuracy {extra['val_accuracy']:.4f}")
-    return [save_torch_model("teacher", model, cfg.model.as_dict(), data.meta(), ctx.out_dir / "teacher.pt", **extra)]
+    path = ctx.out_dir / f"{cfg.output}.pt"
+    return [save_torch_model(cfg.output, model, cfg.model.as_dict(), data.meta(), path, **extra)]

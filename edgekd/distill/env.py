@@ -1,0 +1,59 @@
+"""What a strategy works with: the stage config, the data, the teachers, and helpers around the one training loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edgekd.data import SplitData
+from edgekd.distill.base import LOSSES
+from edgekd.distill.objective import DistillModule, Objective
+from edgekd.models import build_model
+from edgekd.train import TrainResult, fit, seed_everything
+
+
+@dataclass
+class DistillEnv:
+    cfg: object  # edgekd.stages.distill.DistillConfig (not imported: the stage imports this module)
+    ctx: object  # edgekd.stages.base.StageContext
+    data: SplitData
+    teachers: list[nn.Module]
+    device: str
+
+    @property
+    def seed(self) -> int:
+        return self.ctx.seed
+
+    def new_student(self, spec: dict | None = None, seed_offset: int = 0) -> nn.Module:
+        """A freshly initialised student (same seed -> same initial weights, so methods compare fairly)."""
+        seed_everything(self.seed + seed_offset)
+        return build_model(spec or self.cfg.student.as_dict(), self.data.input_shape[1], self.data.num_classes)
+
+    def objective(self, with_teacher: bool = True) -> Objective:
+        terms = [LOSSES.get(t.kind).term_cls(t) for t in self.cfg.losses] if with_teacher else []
+        return Objective(self.cfg.temperature, self.cfg.alpha, self.cfg.train.label_smoothing, terms)
+
+    def sample_input(self) -> torch.Tensor:
+        from edgekd.data import normalize
+
+        x = torch.from_numpy(self.data.arrays["train"][0][:2].copy())
+        return normalize(x, self.data.mean, self.data.std)
+
+    def module(self, student: nn.Module, teachers: list[nn.Module] | None = None, objective=None) -> DistillModule:
+        """Wrap ``student`` with the configured objective and teachers (default: the stage's teachers)."""
+        teachers = self.teachers if teachers is None else teachers
+        obj = objective or self.objective(with_teacher=bool(teachers))
+        return DistillModule(student, obj, teachers, self.teacher_signal(), self.sample_input())
+
+    def teacher_signal(self):
+        """How several teachers' logits become one teacher signal; None = the first (only) teacher."""
+        return None
+
+    def fit(self, module: nn.Module, name: str, desc: str, loss_fn=None, data: SplitData | None = None) -> TrainResult:
+        if isinstance(module, DistillModule):
+            module.teachers_to(self.device)
+        loss_fn = loss_fn or module.loss
+        return fit(module, data or self.data, self.cfg.train, self.ctx.pipeline.data.augment, self.seed, loss_fn, desc,
+                   self.device, checkpoint=self.ctx.checkpoint(name))  # fmt: skip
