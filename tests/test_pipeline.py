@@ -66,7 +66,13 @@ def test_stage_without_manifest_is_not_trusted(tmp_path, tiny_doc):
 def test_disabled_stage_is_skipped_and_its_dependants_fail_clearly(tmp_path, tiny_doc):
     doc = _train_only(tiny_doc)
     doc["stages"][0]["enabled"] = False
-    with pytest.raises(StageError, match=r"stage 'distill': needs artifact\(s\) teacher"):
+    # a distill stage's teachers are checked before anything runs (edgekd/distill/chain.py) ...
+    with pytest.raises(EdgekdError, match=r"teacher 'teacher' is not produced by any earlier stage"):
+        validate_document(doc)
+    # ... and any other stage whose input a disabled stage should have made fails clearly when it is reached
+    doc["stages"][1]["enabled"] = False
+    doc["stages"].append({"stage": "export_onnx", "exporter": "torchscript"})
+    with pytest.raises(StageError, match=r"stage 'export_onnx': needs artifact\(s\) student"):
         run_pipeline(validate_document(doc), tmp_path / "run")
 
 

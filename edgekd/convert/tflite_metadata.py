@@ -215,13 +215,18 @@ def embed_metadata(data: bytes, md: dict[str, Any]) -> bytes:
     if len(data) < 16 or not fb.Model.ModelBufferHasIdentifier(data, 0):
         raise ModelError("not a valid TFLite file (missing 'TFL3' identifier)")
     model = fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    if any(getattr(buf, "offset", 0) > 1 for buf in model.buffers or []):
-        raise ModelError("cannot add metadata to a TFLite file that keeps its weights outside the flatbuffer (> 2 GB)")
     aligned = _aligned_buffer_cls(fb)
     buffers = []
     for buf in model.buffers or []:
         new = aligned()
         new.data, new.offset, new.size = buf.data, buf.offset, buf.size
+        if (buf.offset or 0) > 1:
+            # weights stored after the flatbuffer (litert-torch writes fp16 files so): the offsets would be wrong
+            # once the flatbuffer is rebuilt, so the bytes move inside it (files here are far below the 2 GB limit)
+            end = buf.offset + buf.size
+            if end > len(data) or len(data) > 2**31 - 1:
+                raise ModelError("TFLite buffer outside the file, or a file over 2 GB: cannot add metadata")
+            new.data, new.offset, new.size = np.frombuffer(data[buf.offset : end], dtype=np.uint8), 0, 0
         buffers.append(new)
     model.buffers = buffers
     payloads = {

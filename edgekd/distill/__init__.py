@@ -3,7 +3,7 @@
 Importing this package fills both registries.
 """
 
-from edgekd.distill import logits  # noqa: F401  (registers loss terms)
+from edgekd.distill import attention, features, heterogeneous, logits, relational, structural  # noqa: F401  (register loss terms)
 from edgekd.distill.base import LOSSES, Batch, LossTerm, TermConfig, register_loss
 from edgekd.distill.losses import hinton_loss, soft_target_loss
 from edgekd.distill.strategies import STRATEGIES, StrategyConfig, StrategyResult, register_strategy

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from edgekd.data import SplitData
+from edgekd.distill import teacher_cache
 from edgekd.distill.base import LOSSES
 from edgekd.distill.objective import DistillModule, Objective
 from edgekd.models import build_model
@@ -48,12 +49,43 @@ class DistillEnv:
         return DistillModule(student, obj, teachers, self.teacher_signal(), self.sample_input())
 
     def teacher_signal(self):
-        """How several teachers' logits become one teacher signal; None = the first (only) teacher."""
-        return None
+        """How the teachers' logits become one teacher signal (multi-teacher weighting, then purification); None =
+        the only teacher's logits unchanged."""
+        from edgekd.distill.signal import TeacherSignal
 
-    def fit(self, module: nn.Module, name: str, desc: str, loss_fn=None, data: SplitData | None = None) -> TrainResult:
+        if not hasattr(self, "_signal"):  # one per stage: it counts what purification did during training
+            weighting = getattr(self.cfg, "teacher_weighting", "fixed")
+            purify = getattr(self.cfg, "purify", None)
+            plain = len(self.teachers) <= 1 and weighting == "fixed" and purify is None
+            weights = getattr(self.cfg, "teacher_weights", None)
+            self._signal = None if plain else TeacherSignal(self.cfg.temperature, weighting, weights, purify)
+        return self._signal
+
+    def teacher_summary(self) -> dict:
+        """What the teacher signal does on the un-augmented training split (purification counts, teacher weights),
+        plus what purification did to the augmented batches trained on, for the student's metadata and the report;
+        empty for a single, unpurified teacher."""
+        signal = self.teacher_signal()
+        if signal is None or not self.teachers:
+            return {}
+        x, y = self.data.arrays["train"]
+        return signal.summary(self.teachers, x, y, self.data.mean, self.data.std, self.device)
+
+    def fit(
+        self,
+        module: nn.Module,
+        name: str,
+        desc: str,
+        loss_fn=None,
+        data: SplitData | None = None,
+        select_best: bool = True,
+    ) -> TrainResult:
+        """Train with the stage's recipe; ``data`` replaces the real splits (synthetic data), ``select_best=False``
+        keeps the last epoch instead of the best one on the validation split."""
         if isinstance(module, DistillModule):
             module.teachers_to(self.device)
         loss_fn = loss_fn or module.loss
+        # cached teachers (teacher_cache) replay their views; only on the real training split they were computed on
+        views = teacher_cache.views_of(module) if data is None else None
         return fit(module, data or self.data, self.cfg.train, self.ctx.pipeline.data.augment, self.seed, loss_fn, desc,
-                   self.device, checkpoint=self.ctx.checkpoint(name))  # fmt: skip
+                   self.device, checkpoint=self.ctx.checkpoint(name), select_best=select_best, views=views)  # fmt: skip

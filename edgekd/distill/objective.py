@@ -77,13 +77,14 @@ class DistillModule(nn.Module):
     def _build_terms(self, x: torch.Tensor) -> None:
         was = self.student.training
         self.student.eval()
-        self.student(x)
+        logits = self.student(x)
         s_shapes = {k: v.shape for k, v in self._s_taps.take().items()}
         t_shapes = {}
         if self._teachers:
             self._teachers[0](x)
             t_shapes = {k: v.shape for k, v in self._t_taps.take().items()}
         for term in self.objective.terms:
+            term.num_classes = int(logits.shape[-1])  # for terms that project into the logit space (OFA heads)
             term.build(s_shapes, t_shapes)
         self.student.train(was)
 

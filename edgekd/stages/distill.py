@@ -7,7 +7,7 @@ a cohort, generations...). Methods live in ``edgekd/distill``; this stage only w
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated, Literal, Union
 
 import torch.nn.functional as F
 from pydantic import Field, model_validator
@@ -15,9 +15,13 @@ from pydantic import Field, model_validator
 from edgekd.config import ModelSpec, PipelineConfig, StageConfig, TrainConfig
 from edgekd.data import SplitData
 from edgekd.distill import LOSSES, STRATEGIES
+from edgekd.distill.chain import teacher_chain_errors
+from edgekd.distill.checks import term_errors
 from edgekd.distill.env import DistillEnv
 from edgekd.distill.objective import DistillModule
+from edgekd.distill.purify import PurifyConfig
 from edgekd.distill.taps import check_layers
+from edgekd.distill.teacher_cache import TeacherCacheConfig, cache_for
 from edgekd.models import build_model
 from edgekd.models.io import load_torch_model, save_torch_model
 from edgekd.stages.base import register_stage, require
@@ -42,9 +46,17 @@ class DistillConfig(StageConfig):
     temperature: float = Field(4.0, gt=0, le=100)
     alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target term; 1 - alpha on hard labels")
     losses: list[TermUnion] = Field(default_factory=list, description="extra weighted terms added to the base")  # type: ignore[valid-type]
+    teacher_weighting: Literal["fixed", "confidence"] = Field(
+        "fixed", description="several teachers: fixed weights, or per sample by each teacher's confidence"
+    )
+    teacher_weights: list[float] | None = Field(None, description="one weight per teacher (default: equal)")
+    purify: PurifyConfig | None = Field(None, description="filter wrong / unconfident teacher knowledge")
     strategy: StrategyUnion = Field(default_factory=lambda: STRATEGIES.get("standard").config_cls())  # type: ignore[valid-type]
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=20))
     baseline: bool = Field(True, description="also train the same student from scratch (no teacher)")
+    teacher_cache: TeacherCacheConfig = Field(
+        default_factory=TeacherCacheConfig, description="teacher logits computed once and replayed (FKD)"
+    )
 
     @model_validator(mode="after")
     def _teachers(self) -> DistillConfig:
@@ -52,6 +64,13 @@ class DistillConfig(StageConfig):
             raise ValueError(f"strategy '{self.strategy.kind}' needs at least one teacher in 'teachers'")
         if len(set(self.teachers)) != len(self.teachers):
             raise ValueError("teachers: each teacher may be listed once")
+        if self.teacher_weights is not None:
+            if len(self.teacher_weights) != len(self.teachers):
+                raise ValueError(
+                    f"teacher_weights has {len(self.teacher_weights)} values for {len(self.teachers)} teachers"
+                )
+            if min(self.teacher_weights) < 0 or sum(self.teacher_weights) <= 0:
+                raise ValueError("teacher_weights must be >= 0 with a positive sum")
         return self
 
     @property
@@ -79,19 +98,24 @@ def spec_of_artifact(pipeline: PipelineConfig, name: str, before: StageConfig) -
 
 
 def _check(cfg: DistillConfig, pipeline: PipelineConfig) -> list[str]:
-    """Layer names exist in the student and teacher (found before anything trains)."""
+    """Teachers come from earlier stages, the strategy's own checks pass, layer names exist (before anything trains)."""
+    errors = teacher_chain_errors(cfg, pipeline)
+    strategy_check = STRATEGIES.get(cfg.strategy.kind).check
+    if strategy_check is not None and not errors:
+        errors += strategy_check(cfg.strategy, cfg, pipeline)
     layers_s = list(dict.fromkeys(n for t in cfg.losses for n in LOSSES.get(t.kind).term_cls(t).student_layers()))
     layers_t = list(dict.fromkeys(n for t in cfg.losses for n in LOSSES.get(t.kind).term_cls(t).teacher_layers()))
     if not layers_s and not layers_t:
-        return []
+        return errors
     channels = pipeline.data.channels or 1
     classes = len(pipeline.data.labels) if pipeline.data.labels else 10
-    errors = []
     if layers_s:
         errors += check_layers(build_model(cfg.student.as_dict(), channels, classes), layers_s, "the student")
     t_spec = spec_of_artifact(pipeline, cfg.teachers[0], cfg) if cfg.teachers and cfg.uses_teachers else None
     if layers_t and t_spec is not None:
         errors += check_layers(build_model(t_spec, channels, classes), layers_t, f"teacher '{cfg.teachers[0]}'")
+    if not errors:  # names are right: now shapes (adapters off, token grids, attention maps) on a dummy batch
+        errors += term_errors(cfg, pipeline, t_spec)
     return errors
 
 
@@ -99,7 +123,7 @@ def _inputs(cfg: DistillConfig, store) -> list[str]:
     return require(store, cfg.id, "dataset", *(cfg.teachers if cfg.uses_teachers else []))
 
 
-@register_stage("distill", DistillConfig, _inputs, check=_check)
+@register_stage("distill", DistillConfig, _inputs, check=_check, distributed=True)
 def run_distill(cfg: DistillConfig, ctx, inputs) -> list:
     """Distil with the configured strategy; optionally train a scratch baseline with the same recipe."""
     data = SplitData.load(inputs["dataset"].path)
@@ -111,7 +135,11 @@ def run_distill(cfg: DistillConfig, ctx, inputs) -> list:
             for p in t.parameters():
                 p.requires_grad_(False)
             teachers.append(t)
-    env = DistillEnv(cfg, ctx, data, teachers, device)
+    t_layers = list(dict.fromkeys(n for t in cfg.losses for n in LOSSES.get(t.kind).term_cls(t).teacher_layers()))
+    ident = {"teachers": [inputs[n].sha256 for n in cfg.teachers if n in inputs], "data": inputs["dataset"].sha256}
+    cache = cache_for(cfg.teacher_cache, teachers, data, ctx.pipeline.data.augment, ctx.seed, device, t_layers,
+                      ctx.note, ctx.cache_dir, ident)  # fmt: skip
+    env = DistillEnv(cfg, ctx, data, cache.teachers() if cache else teachers, device)
 
     def save(name: str, model, spec: dict, desc: str, **extra):
         if isinstance(model, DistillModule):  # never happens by design; a guard against exporting adapters
@@ -125,6 +153,10 @@ def run_distill(cfg: DistillConfig, ctx, inputs) -> list:
     result = STRATEGIES.get(cfg.strategy.kind).run(cfg.strategy, env)
     meta = {"method": _method_meta(cfg), "teachers": cfg.teachers if cfg.uses_teachers else []}
     meta.update(temperature=cfg.temperature, alpha=cfg.alpha, **result.meta)
+    meta.update(env.teacher_summary())  # purification counts / teacher weights on the training split
+    if cache is not None:
+        meta["teacher_cache"] = cache.summary()
+        ctx.note(f"teacher cache: {cache.summary()}")
     outputs = [save(cfg.output, result.student, cfg.student.as_dict(), f"distill ({cfg.strategy.kind})", **meta)]
     outputs += [save(n, m, spec, n) for n, m, spec in result.extra_models]
     if cfg.baseline:
@@ -144,4 +176,10 @@ def _method_meta(cfg: DistillConfig) -> dict:
     return {
         "strategy": cfg.strategy.model_dump(mode="json"),
         "losses": [t.model_dump(mode="json") for t in cfg.losses],
+        **({"purify": cfg.purify.model_dump(mode="json")} if cfg.purify else {}),
+        **(
+            {"teacher_weighting": cfg.teacher_weighting, "teacher_weights": cfg.teacher_weights}
+            if len(cfg.teachers) > 1 or cfg.teacher_weighting != "fixed"
+            else {}
+        ),
     }

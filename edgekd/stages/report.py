@@ -10,6 +10,7 @@ from pydantic import Field
 from edgekd import __version__
 from edgekd.artifacts import Report
 from edgekd.config import StageConfig
+from edgekd.distill.describe import method_line, method_summary
 from edgekd.report.fmt import failure_notes
 from edgekd.stages.base import register_stage, require
 
@@ -20,7 +21,9 @@ class ReportConfig(StageConfig):
 
 
 def _inputs(cfg: ReportConfig, store) -> list[str]:
-    return require(store, cfg.id, "benchmark")
+    distilled = [n for n, a in store.items() if a.kind == "torch" and "method" in a.meta]  # how each was made
+    sparse = [n for n, a in store.items() if a.kind == "torch" and (a.meta.get("pruning") or {}).get("sparsity")]
+    return require(store, cfg.id, "benchmark", *distilled, *sparse)
 
 
 def _find(rows: list[dict], **want) -> dict | None:
@@ -104,6 +107,11 @@ def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
     bench = json.loads(inputs["benchmark"].path.read_text())
     rows = bench["rows"]
     notes = failure_notes(rows) + list(bench.get("notes") or [])
+    distillation = [method_summary(n, a.meta) for n, a in inputs.items() if a.kind == "torch" and "method" in a.meta]
+    notes += [method_line(d) for d in distillation]
+    notes += [f"{n}: unstructured pruning ({a.meta['pruning']['sparsity']:.0%} of conv/linear weights are zero) does "
+              "not speed up dense runtimes: onnxruntime and LiteRT run every zero" for n, a in inputs.items()
+              if a.kind == "torch" and (a.meta.get("pruning") or {}).get("sparsity")]  # fmt: skip
     if any(r.get("precision", "").startswith("dynamic") for r in rows):
         notes.append("dynamic-range files hold int8 weights but compute in float: they are not int8 models")
     report = {
@@ -117,6 +125,7 @@ def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
         "devices": bench.get("devices") or {},
         "checks": target_checks(_one_device(rows)) if cfg.checks else [],
         "notes": notes,
+        "distillation": distillation,
         "stages": [],
     }
     paths = write_report(report, ctx.out_dir)

@@ -25,6 +25,10 @@ class StrategyConfig(Strict):
 
     kind: str
 
+    def extra_outputs(self, output: str) -> list[str]:
+        """Artifact names of the extra models the strategy will save (``extra_models``), known before it runs."""
+        return []
+
 
 @dataclass
 class StrategyResult:
@@ -39,14 +43,22 @@ class StrategySpec:
     config_cls: type[StrategyConfig]
     run: Callable[[Any, DistillEnv], StrategyResult]
     needs_teacher: bool = True
+    # check(strategy_cfg, distill_cfg, pipeline) -> one-line errors, run by `edgekd validate` (e.g. data-free needs
+    # a teacher with BatchNorm layers)
+    check: Callable[[Any, Any, Any], list[str]] | None = None
 
 
 STRATEGIES: Registry[StrategySpec] = Registry("distillation strategy")
 
 
-def register_strategy(kind: str, config_cls: type[StrategyConfig], needs_teacher: bool = True):
+def register_strategy(
+    kind: str,
+    config_cls: type[StrategyConfig],
+    needs_teacher: bool = True,
+    check: Callable[[Any, Any, Any], list[str]] | None = None,
+):
     def deco(fn):
-        STRATEGIES.register(kind)(StrategySpec(config_cls, fn, needs_teacher))
+        STRATEGIES.register(kind)(StrategySpec(config_cls, fn, needs_teacher, check))
         return fn
 
     return deco
