@@ -11,6 +11,7 @@ import typer
 
 from edgekd import __version__
 from edgekd.cli_bench import bench
+from edgekd.cli_model import inspect, predict
 
 app = typer.Typer(
     add_completion=False,
@@ -100,6 +101,8 @@ def run(
 
 
 app.command()(bench)  # edgekd bench MODEL --device PROFILE
+app.command()(predict)  # edgekd predict MODEL IMAGE...
+app.command()(inspect)  # edgekd inspect MODEL
 
 
 def entry() -> None:

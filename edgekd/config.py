@@ -56,6 +56,9 @@ class TrainConfig(Strict):
     step_size: int = Field(10, ge=1, description="epochs between lr drops (schedule: step)")
     gamma: float = Field(0.1, gt=0, le=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    channels_last: bool = Field(
+        False, description="train in channels-last memory layout (faster convolutions on CPU); saved weights unchanged"
+    )
 
 
 class AugmentConfig(Strict):
@@ -103,12 +106,22 @@ class StageConfig(Strict):
         return self.name or self.stage
 
 
+class TrackingConfig(Strict):
+    """Experiment tracking (edgekd/tracking.py); not part of any cache key, so turning it on re-runs nothing."""
+
+    backend: Literal["none", "mlflow", "tensorboard"] = "none"
+    dir: str | None = Field(None, description="default: <run dir>/mlruns (mlflow) or <run dir>/tensorboard")
+    uri: str | None = Field(None, description="mlflow tracking URI (sqlite:///..., http://...); default: file store")
+    experiment: str | None = Field(None, description="mlflow experiment name; default: the pipeline name")
+
+
 class PipelineConfig(Strict):
     name: str = Field("pipeline", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     output_dir: str | None = None
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     data: DataConfig = Field(default_factory=DataConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     stages: list[Any] = Field(min_length=1)
 
     def stage(self, stage_id: str) -> StageConfig | None:

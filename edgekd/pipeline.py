@@ -12,14 +12,16 @@ import importlib.metadata
 import json
 import os
 import shutil
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from edgekd import __version__
+from edgekd import __version__, distributed
 from edgekd.artifacts import Artifact
 from edgekd.config import PipelineConfig, StageConfig
 from edgekd.console import log
@@ -27,6 +29,7 @@ from edgekd.errors import EdgekdError, StageError
 from edgekd.fsutil import atomic_write_json, ensure_free_space, json_sha256
 from edgekd.stages import DATA_STAGE, STAGES
 from edgekd.stages.base import Stage, StageContext
+from edgekd.tracking import RunTracking, Tracker, track_run
 
 MANIFEST = "manifest.json"
 BASE_LIBRARIES = ("torch", "numpy")
@@ -110,19 +113,14 @@ def load_cached(out_dir: Path, key: str) -> tuple[list[Artifact], list[str]] | N
     return outputs, manifest.get("notes", [])
 
 
-def _run_stage(
-    stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact], out_dir: Path, key: str
-) -> StageResult:
-    ensure_free_space(out_dir.parent, 0, f"run stage '{cfg.id}'")
-    staging = out_dir.parent / ".staging" / out_dir.name
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+def _resume_dir(out_dir: Path, cfg: StageConfig, key: str) -> Path:
     # Keyed by the cache key: a changed config never resumes from another config's checkpoints.
-    resume = out_dir.parent / ".resume" / f"{cfg.id}-{key[:16]}"
-    ctx = StageContext(out_dir=staging, pipeline=pipeline, stage_id=cfg.id, resume_dir=resume)
-    t0 = time.perf_counter()
+    return out_dir.parent / ".resume" / f"{cfg.id}-{key[:16]}"
+
+
+def _call_stage(stage: Stage, cfg: StageConfig, ctx: StageContext, inputs: dict[str, Artifact]) -> list[Artifact]:
     try:
-        outputs = stage.run(cfg, ctx, inputs)
+        return stage.run(cfg, ctx, inputs)
     except StageError:
         raise
     except EdgekdError as exc:
@@ -134,6 +132,65 @@ def _run_stage(
             traceback.print_exc()
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise StageError(cfg.id, f"{type(exc).__name__}: {first}") from exc
+
+
+class _WorkerContext(StageContext):
+    """A rank other than 0 reads rank 0's checkpoints (to resume in step with it) but never creates anything."""
+
+    def checkpoint(self, name: str) -> Path | None:
+        return None if self.resume_dir is None else self.resume_dir / f"{name}.ckpt"
+
+
+def _run_stage_everywhere(
+    stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact], out_dir: Path, key: str
+) -> StageResult:
+    """Run a stage; under torchrun a ``distributed`` stage runs on every rank and any other on rank 0 alone.
+
+    Either way rank 0 alone writes the stage's folder and manifest, and every rank continues with rank 0's outputs.
+    The other ranks' copies of a distributed stage write into a scratch folder that is deleted.
+    """
+    if not distributed.is_distributed():
+        return _run_stage(stage, cfg, pipeline, inputs, out_dir, key)
+    if stage.distributed and not distributed.is_main():
+        scratch = Path(tempfile.mkdtemp(prefix=f"edgekd-rank{distributed.rank()}-"))
+        resume = _resume_dir(out_dir, cfg, key)
+        ctx = _WorkerContext(scratch, pipeline, cfg.id, resume, cache_key=key, cache_dir=out_dir.parent / ".cache")
+        try:
+            with distributed.all_ranks():
+                _call_stage(stage, cfg, ctx, inputs)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    # a stage rank 0 runs alone trains as one process (all_ranks off): the other ranks are not training with it
+    with distributed.all_ranks(stage.distributed):
+        return distributed.on_main(partial(_run_stage, stage, cfg, pipeline, inputs, out_dir, key), cfg.id)
+
+
+def _main_only_lock(run_dir: Path) -> AbstractContextManager:
+    """The run lock, taken by rank 0 alone under torchrun; every rank fails if it is taken."""
+    if not distributed.is_distributed():
+        return run_lock(run_dir)
+    stack = ExitStack()
+    distributed.on_main(lambda: stack.enter_context(run_lock(run_dir)) and None)
+    return stack
+
+
+def _main_only_tracking(pipeline: PipelineConfig, run_dir: Path) -> AbstractContextManager[RunTracking]:
+    """Experiment tracking from rank 0 only (one tracked run, not one per process)."""
+    return track_run(pipeline, run_dir) if distributed.is_main() else nullcontext(RunTracking(Tracker()))
+
+
+def _run_stage(
+    stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact], out_dir: Path, key: str
+) -> StageResult:
+    ensure_free_space(out_dir.parent, 0, f"run stage '{cfg.id}'")
+    staging = out_dir.parent / ".staging" / out_dir.name
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    resume = _resume_dir(out_dir, cfg, key)
+    cache = out_dir.parent / ".cache"
+    ctx = StageContext(staging, pipeline, cfg.id, resume_dir=resume, cache_key=key, cache_dir=cache)
+    t0 = time.perf_counter()
+    outputs = _call_stage(stage, cfg, ctx, inputs)
     seconds = time.perf_counter() - t0
     manifest = {
         "stage": stage.name,
@@ -161,7 +218,11 @@ def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, fo
     run_dir = Path(run_dir or pipeline.output_dir or Path("runs") / pipeline.name)
     store: dict[str, Artifact] = {}
     results: list[StageResult] = []
-    with run_lock(run_dir):
+    with (
+        distributed.session(pipeline.device),
+        _main_only_lock(run_dir),
+        _main_only_tracking(pipeline, run_dir) as tracking,
+    ):
         plan = [(DATA_STAGE, DATA_STAGE.config_cls(stage="data", **pipeline.data.model_dump()))]
         plan += [(STAGES.get(c.stage), c) for c in pipeline.stages]
         for idx, (stage, cfg) in enumerate(plan):
@@ -172,27 +233,35 @@ def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, fo
             inputs = {n: store[n] for n in stage.inputs(cfg, store)}
             key = cache_key(stage, cfg, pipeline, inputs)
             out_dir = run_dir / f"{idx:02d}_{cfg.id}"
-            cached = None if force else load_cached(out_dir, key)
+            cached = None if force else distributed.on_main(partial(load_cached, out_dir, key))
             if cached is not None:
                 outputs, notes = cached
                 res = StageResult(cfg.id, stage.name, "cached", 0.0, outputs, notes)
                 log(f"[green]✓[/] {cfg.id}: cached")
             else:
                 log(f"[bold cyan]▶ {cfg.id}[/]")
-                res = _run_stage(stage, cfg, pipeline, inputs, out_dir, key)
+                res = _run_stage_everywhere(stage, cfg, pipeline, inputs, out_dir, key)
                 log(f"[green]✓[/] {cfg.id}: done in {res.seconds:.1f} s")
             results.append(res)
+            tracking.stage(res)
             store.update({a.name: a for a in res.outputs})
-        shutil.rmtree(run_dir / ".staging", ignore_errors=True)
-        atomic_write_json(
-            run_dir / "run.json",
-            {
-                "pipeline": pipeline.name,
-                "edgekd_version": __version__,
-                "stages": [
-                    {"id": r.id, "stage": r.stage, "status": r.status, "seconds": round(r.seconds, 3)} for r in results
-                ],
-                "artifacts": {k: a.to_manifest(run_dir) for k, a in store.items()},
-            },
-        )
-    return RunResult(run_dir, results, store)
+        if distributed.is_main():
+            _write_run_json(run_dir, pipeline, results, store)
+        result = RunResult(run_dir, results, store)
+        tracking.finish(result)
+    return result
+
+
+def _write_run_json(run_dir: Path, pipeline: PipelineConfig, results: list[StageResult], store: dict) -> None:
+    shutil.rmtree(run_dir / ".staging", ignore_errors=True)
+    atomic_write_json(
+        run_dir / "run.json",
+        {
+            "pipeline": pipeline.name,
+            "edgekd_version": __version__,
+            "stages": [
+                {"id": r.id, "stage": r.stage, "status": r.status, "seconds": round(r.seconds, 3)} for r in results
+            ],
+            "artifacts": {k: a.to_manifest(run_dir) for k, a in store.items()},
+        },
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,13 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekd import distributed
 from edgekd.config import AugmentConfig, TrainConfig
 from edgekd.console import progress
-from edgekd.data import SplitData, augment, batches, normalize
+from edgekd.data import SplitData, normalize
+from edgekd.data.dataset import draw_augment, warp
 from edgekd.fsutil import atomic_write_bytes
 
 # loss(student_logits, labels, normalised_inputs) -> scalar
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# views(raw_images, sample_indices, epoch, drawn_augmentation_or_None) -> the images to train on (teacher cache)
+ViewsFn = Callable[[torch.Tensor, np.ndarray, int, torch.Tensor | None], torch.Tensor]
 
 
 def seed_everything(seed: int) -> None:
@@ -84,6 +88,35 @@ def accuracy(model: nn.Module, data: SplitData, split: str, device: str = "cpu")
     return evaluate(model, data, split, device)[0]
 
 
+def epoch_batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    gen: torch.Generator,
+    aug: AugmentConfig,
+    epoch: int,
+    views: ViewsFn | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+    """This process's training batches for one epoch: (raw images, labels, loss weight).
+
+    One permutation per epoch and, with augmentation, one draw per global batch come from ``gen`` on every rank, so
+    under torchrun each rank's shard holds exactly the images and views one process would have had in that batch
+    (and one process sees the same stream as ever). ``views`` decides the images instead (it gets the draw).
+    """
+    order = torch.randperm(len(y), generator=gen).numpy()
+    for i in range(0, len(y), batch_size):
+        batch = order[i : i + batch_size]
+        params = draw_augment(len(batch), x.shape[2], gen, aug.max_shift, aug.max_rotate_deg) if aug.enabled else None
+        pos, idx, weight = distributed.shard_batch(batch)
+        # fancy indexing copies just this batch out of a (possibly memory-mapped, read-only) array
+        xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
+        if views is not None:
+            xb = views(xb, idx, epoch, None if params is None else params[pos])
+        elif params is not None:
+            xb = warp(xb, params[pos])
+        yield xb, yb, weight
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -109,6 +142,9 @@ def fit(
     desc: str,
     device: str = "cpu",
     checkpoint: Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    select_best: bool = True,
+    views: ViewsFn | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with ``loss_fn``; on return it holds the weights of the best validation epoch.
 
@@ -116,7 +152,20 @@ def fit(
     validation sets saturate at 100 %, and the first epoch to get there is rarely the best one).
     With ``checkpoint``, the full training state (weights, optimiser, scheduler, RNG, best-so-far) is saved after every
     epoch and, when present, training resumes after the last finished epoch and ends at the same weights.
+    ``on_epoch`` is called with each epoch's history row (epochs restored from a checkpoint included); by default it
+    is the active experiment tracker's hook (edgekd.tracking), if tracking is on.
+    ``select_best=False`` keeps the last epoch's weights instead: for methods that must not choose with the (real)
+    validation split, such as data-free distillation; validation is then only reported.
+    ``views`` (the teacher cache's) replaces random augmentation with pre-drawn views.
+    Inside a stage every torchrun rank runs (edgekd.distributed.all_ranks) the model trains under
+    DistributedDataParallel on this rank's shard of every batch (``batch_size`` stays the global batch), BatchNorm
+    statistics are averaged over ranks after each epoch, rank 0's validation figures choose the best epoch on every
+    rank, and only rank 0 writes the checkpoint. Anywhere else it trains as one process.
     """
+    if on_epoch is None:
+        from edgekd.tracking import epoch_hook
+
+        on_epoch = epoch_hook(desc)
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
     model.to(device)
@@ -127,7 +176,11 @@ def fit(
     best = {"acc": -1.0, "loss": float("inf"), "epoch": 0, "state": copy.deepcopy(model.state_dict())}
     history: list[dict] = []
     start = 1
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     saved = _load_checkpoint(checkpoint)
+    if distributed.active():
+        distributed.agree(saved["epoch"] if saved else 0, "the epoch to resume from")
     if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
@@ -135,23 +188,32 @@ def fit(
         gen.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
         best, history, start = saved["best"], saved["history"], saved["epoch"] + 1
+        for row in history if on_epoch else ():
+            on_epoch(row)
+    net = distributed.wrap(model, device)
     with progress() as bar:
         task = bar.add_task(desc, total=cfg.epochs, completed=start - 1, info="")
         for epoch in range(start, cfg.epochs + 1):
             model.train()
             total, n = 0.0, 0
-            for xb, yb in batches(xtr, ytr, cfg.batch_size, gen, shuffle=True):
-                if aug.enabled:
-                    xb = augment(xb, gen, aug.max_shift, aug.max_rotate_deg)
+            for xb, yb, weight in epoch_batches(xtr, ytr, cfg.batch_size, gen, aug, epoch, views):
                 xb, yb = normalize(xb, data.mean, data.std).to(device), yb.to(device)
-                loss = loss_fn(model(xb), yb, xb)
+                if cfg.channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                loss = loss_fn(net(xb), yb, xb)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss if weight == 1.0 else loss * weight).backward()
                 opt.step()
                 sched.step()
-                total += float(loss.detach()) * len(yb)
-                n += len(yb)
+                if weight > 0:
+                    total += float(loss.detach()) * len(yb)
+                    n += len(yb)
+            if distributed.active():
+                total, n = distributed.all_reduce_sum(torch.tensor([total, float(n)], dtype=torch.float64)).tolist()
+                distributed.average_buffers(model)
             val_acc, val_loss = evaluate(model, data, "val", device)
+            if distributed.active():  # rank 0's figures choose the best epoch on every rank
+                val_acc, val_loss = distributed.broadcast_object((val_acc, val_loss))
             history.append(
                 {
                     "epoch": epoch,
@@ -160,9 +222,11 @@ def fit(
                     "val_loss": round(val_loss, 5),
                 }
             )
+            if on_epoch is not None:
+                on_epoch(history[-1])
             if (val_acc, -val_loss) > (best["acc"], -best["loss"]):
                 best = {"acc": val_acc, "loss": val_loss, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-            if checkpoint is not None:
+            if checkpoint is not None and distributed.is_main():
                 _save_checkpoint(
                     checkpoint,
                     {
@@ -177,6 +241,10 @@ def fit(
                     },
                 )
             bar.update(task, advance=1, info=f"loss {total / n:.3f}  val {val_acc:.3f}")
-    model.load_state_dict(best["state"])
+    if cfg.channels_last:
+        model.to(memory_format=torch.contiguous_format)  # saved and exported weights keep the usual layout
     model.eval()
+    if not select_best and history:
+        return TrainResult(history[-1]["val_accuracy"], history[-1]["epoch"], history)
+    model.load_state_dict(best["state"])
     return TrainResult(best["acc"], best["epoch"], history)

@@ -210,9 +210,23 @@ def normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Ten
 
 def augment(x: torch.Tensor, gen: torch.Generator, max_shift: float, max_rotate_deg: float) -> torch.Tensor:
     """Light, label-preserving augmentation: a random shift (pixels) and rotation per image, in one affine warp."""
-    n, _, h, _ = x.shape
+    return warp(x, draw_augment(len(x), x.shape[2], gen, max_shift, max_rotate_deg))
+
+
+def draw_augment(n: int, size: int, gen: torch.Generator, max_shift: float, max_rotate_deg: float) -> torch.Tensor:
+    """The random part of ``augment``: per image (angle in radians, x shift, y shift in grid units), n x 3.
+
+    Separate from the warp so that a draw can be stored and replayed (cached teacher views) or made for a whole batch
+    and then split between processes (distributed training sees the views one process would).
+    """
     ang = (torch.rand(n, generator=gen) * 2 - 1) * (max_rotate_deg * torch.pi / 180)
-    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (2 * max_shift / h)
+    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (2 * max_shift / size)
+    return torch.cat([ang[:, None], shift], 1)
+
+
+def warp(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Apply drawn augmentation ``params`` (from ``draw_augment``) to images ``x``."""
+    ang, shift = params[:, 0], params[:, 1:]
     cos, sin = torch.cos(ang), torch.sin(ang)
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = torch.nn.functional.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)

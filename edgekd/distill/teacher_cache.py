@@ -125,7 +125,7 @@ class TeacherCache:
             return
         n, k = len(self.x), self.k
         rows = np.arange(n * k)
-        w, r = distributed.world_size(), distributed.rank()
+        w, r = (distributed.world_size(), distributed.rank()) if distributed.active() else (1, 0)
         per = -(-len(rows) // w)
         mine = rows[r * per : (r + 1) * per]
         if len(mine) < per:  # equal shares keep all_gather simple; the padding rows are computed and dropped
@@ -140,7 +140,7 @@ class TeacherCache:
                     x = self._images(chunk).to(self.device).contiguous(memory_format=torch.channels_last)
                     parts.append(fast(x).float())
             local = torch.cat(parts) if parts else torch.empty(0)
-            full = torch.cat(distributed.all_gather_rows(local.clone()))[: n * k]
+            full = torch.cat(distributed.all_gather_rows(local.clone()) if w > 1 else [local.clone()])[: n * k]
             out.append(full.cpu().view(n, k, -1))
             self.stats["teacher_forwards"] += len(mine)
         self.logits = out
@@ -152,6 +152,9 @@ class TeacherCache:
 
     def _reload(self) -> bool:
         """Logits saved by an earlier run, if rank 0 finds a valid file (then every rank reads it)."""
+        if not distributed.active():
+            self.logits = self._read()
+            return self.logits is not None
         found = self._read() if distributed.is_main() else None
         if not distributed.broadcast_object(found is not None):
             return False

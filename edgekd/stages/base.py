@@ -21,6 +21,9 @@ class StageContext:
     pipeline: PipelineConfig
     stage_id: str
     resume_dir: Path | None = None  # survives a crash; the runner deletes it once the stage has finished
+    cache_key: str = ""  # this stage's cache key (read-only): exported files record it as their pipeline hash
+    # content-keyed data that outlives a stage run and is shared by later runs in this run directory (teacher cache)
+    cache_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -62,6 +65,9 @@ class Stage:
     libraries: tuple[str, ...] = ()  # distributions whose versions go into the cache key
     doc: str = ""
     check: CheckFn | None = None
+    # runs on every rank under torchrun (training stages, DistributedDataParallel inside ``fit``); other stages run
+    # on rank 0 only while the other ranks wait for its outputs (edgekd.distributed)
+    distributed: bool = False
 
 
 STAGES: Registry[Stage] = Registry("stage")
@@ -73,11 +79,13 @@ def register_stage(
     inputs: InputsFn,
     libraries: tuple[str, ...] = (),
     check: CheckFn | None = None,
+    distributed: bool = False,
 ):
     """Register ``run(cfg, ctx, inputs) -> list[Artifact]`` as stage ``name``."""
 
     def deco(fn: RunFn) -> RunFn:
-        STAGES.register(name)(Stage(name, config_cls, fn, inputs, libraries, (fn.__doc__ or "").strip(), check))
+        doc = (fn.__doc__ or "").strip()
+        STAGES.register(name)(Stage(name, config_cls, fn, inputs, libraries, doc, check, distributed))
         return fn
 
     return deco

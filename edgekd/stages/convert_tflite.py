@@ -17,6 +17,7 @@ from edgekd.console import log, progress
 from edgekd.data import SplitData
 from edgekd.errors import EdgekdError, ModelError
 from edgekd.fsutil import atomic_write_json
+from edgekd.metadata import attach_metadata
 from edgekd.models.io import load_torch_model
 from edgekd.runtimes import load_runner
 from edgekd.stages.base import register_stage, require
@@ -46,6 +47,10 @@ def _inputs(cfg: ConvertTfliteConfig, store) -> list[str]:
 def _convert(cfg: ConvertTfliteConfig, inputs, model, data: SplitData, precision: str, out, ctx) -> dict:
     calib = data.calibration(cfg.calibration_samples, ctx.seed) if precision == "int8" else None
     int8_io = cfg.int8_io and precision == "int8"
+    if precision == "int8" and inputs[cfg.model].meta.get("qat"):  # QAT's learned ranges, no calibration
+        from edgekd.compress.qat_export import qat_tflite
+
+        return qat_tflite(inputs[cfg.model], out, int8_io)
     if cfg.converter == "litert-torch":
         from edgekd.convert.via_litert_torch import convert_litert_torch
 
@@ -95,6 +100,7 @@ def run_convert_tflite(cfg: ConvertTfliteConfig, ctx, inputs) -> list[Artifact]:
                     "precision": found["precision"],
                     "converter": info,
                 }
+                attach_metadata(out, meta, ctx)  # verified below, with its metadata
                 got = load_runner(out, meta).predict(x_test)
                 agree = float((got.argmax(1) == fp32_pred).mean())
                 diff = float(np.abs(got - ref).max())

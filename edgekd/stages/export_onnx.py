@@ -19,6 +19,7 @@ from edgekd.console import log
 from edgekd.data import SplitData
 from edgekd.errors import ModelError
 from edgekd.fsutil import atomic_path
+from edgekd.metadata import attach_metadata
 from edgekd.models.io import load_torch_model
 from edgekd.runtimes import load_runner
 from edgekd.stages.base import register_stage, require
@@ -139,6 +140,7 @@ def run_export_onnx(cfg: ExportOnnxConfig, ctx, inputs) -> list[OnnxModel]:
         ref = predict_logits(model, x_test, data.mean, data.std).numpy()
         meta = {k: v for k, v in art.meta.items() if k not in ("history",)}
         meta.update(source=name, format="onnx", input_layout="NCHW")
+        attach_metadata(path, {**meta, "precision": onnx_precision(path)}, ctx)  # verified below, with its metadata
         got = load_runner(path, meta).predict(x_test)
         diff = float(np.abs(got - ref).max())
         if diff > cfg.tolerance:
@@ -153,11 +155,18 @@ def run_export_onnx(cfg: ExportOnnxConfig, ctx, inputs) -> list[OnnxModel]:
         if cfg.int8:
             calib = data.calibration(cfg.calibration_samples, ctx.seed)
             qpath = ctx.out_dir / f"{name}-int8.onnx"
-            quantize_int8(path, qpath, calib, ctx.out_dir)
+            qinfo: dict = {"quantization": "static QDQ (onnxruntime)"}
+            if art.meta.get("qat"):  # the ranges QAT learned, as QDQ; no calibration (edgekd.compress.qat_export)
+                from edgekd.compress.qat_export import qat_onnx
+
+                qinfo = qat_onnx(art, qpath, cfg.opset)
+            else:
+                quantize_int8(path, qpath, calib, ctx.out_dir)
             (ctx.out_dir / "pre.onnx").unlink(missing_ok=True)
+            prec = onnx_precision(qpath)
+            attach_metadata(qpath, {**meta, "precision": prec, **qinfo}, ctx)
             q = load_runner(qpath, meta).predict(x_test)
             agree = float((q.argmax(1) == got.argmax(1)).mean())
-            prec = onnx_precision(qpath)
             ctx.note(f"onnx {name} int8 (static QDQ, {prec} in file): top-1 agreement with fp32 {agree:.4f}")
             log(f"  onnx {name} int8: agreement with fp32 = {agree:.4f}")
             if agree < cfg.min_int8_agreement:
@@ -169,7 +178,7 @@ def run_export_onnx(cfg: ExportOnnxConfig, ctx, inputs) -> list[OnnxModel]:
                 OnnxModel(
                     f"onnx/{name}-int8",
                     qpath,
-                    {**meta, "precision": prec, "quantization": "static QDQ (onnxruntime)", "agreement_vs_fp32": agree},
+                    {**meta, "precision": prec, **qinfo, "agreement_vs_fp32": agree},
                 )
             )
     return outputs

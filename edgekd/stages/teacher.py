@@ -27,7 +27,7 @@ def _inputs(cfg: TeacherConfig, store) -> list[str]:
     return require(store, cfg.id, "dataset")
 
 
-@register_stage("teacher", TeacherConfig, _inputs)
+@register_stage("teacher", TeacherConfig, _inputs, distributed=True)
 def run_teacher(cfg: TeacherConfig, ctx, inputs) -> list:
     """Load or train the teacher."""
     data = SplitData.load(inputs["dataset"].path)

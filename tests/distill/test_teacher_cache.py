@@ -127,7 +127,7 @@ def test_feature_terms_fall_back_to_the_live_teacher(data):
 def test_bad_views_is_a_config_error():
     doc = tiny_pipeline_doc()
     doc["stages"][1]["teacher_cache"] = {"enabled": True, "views": 0}
-    with pytest.raises(ConfigError, match="teacher_cache.views"):
+    with pytest.raises(ConfigError, match=r"teacher_cache\.views"):
         validate_document(doc)
 
 
