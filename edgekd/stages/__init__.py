@@ -1,6 +1,6 @@
 """Stages: one file each, registered by name. Importing this package fills the registry."""
 
-from edgekd.stages import benchmark, convert_tflite, distill, export_onnx, report, teacher  # noqa: F401
+from edgekd.stages import benchmark, convert_tflite, distill, export_onnx, prune, qat, report, teacher  # noqa: F401
 from edgekd.stages.base import STAGES, Stage, StageContext, register_stage
 from edgekd.stages.data import DATA_STAGE
 

@@ -1,0 +1,92 @@
+"""Checks ``edgekd validate`` runs for the prune and qat stages, before anything trains.
+
+They need the model an earlier stage builds, so they run as stage ``check`` hooks (after every stage's own config has
+validated): the spec is followed back through the stages that produce the artifact (teacher, distill, prune, qat),
+the model is built with the data's channels, and the same code the stage runs is tried on it — layer names,
+torch-pruning's trace and a dry run of every pruning step, and the int8 quantizer's op support. A model whose spec
+cannot be found or built here is checked when the stage runs instead.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from edgekd.config import PipelineConfig, StageConfig
+from edgekd.errors import EdgekdError
+
+
+def spec_before(pipeline: PipelineConfig, name: str, before: StageConfig) -> dict | None:
+    """Spec of the torch artifact ``name`` as the last enabled stage before ``before`` produces it (None: unknown).
+
+    Pruning and QAT keep the layer names of the model they start from, so their outputs resolve to that model's spec.
+    """
+    spec = None
+    for st in pipeline.stages:
+        if st is before:
+            break
+        if not st.enabled:
+            continue
+        if st.stage == "teacher" and getattr(st, "output", "teacher") == name:
+            spec = st.model.as_dict()
+        elif st.stage == "distill" and name in {getattr(st, "output", "student"), getattr(st, "baseline_name", "")}:
+            spec = st.student.as_dict()
+        elif st.stage in ("prune", "qat") and st.output == name:
+            spec = spec_before(pipeline, st.model, st)
+    return spec
+
+
+def _example(pipeline: PipelineConfig, batch: int = 1) -> torch.Tensor:
+    d = pipeline.data
+    channels = d.channels or (1 if d.source == "digits" else 3)
+    return torch.randn(batch, channels, d.image_size, d.image_size, generator=torch.Generator().manual_seed(0))
+
+
+def _build(pipeline: PipelineConfig, cfg: StageConfig):
+    from edgekd.models import build_model
+
+    spec = spec_before(pipeline, cfg.model, cfg)
+    if spec is None:
+        return None
+    d = pipeline.data
+    classes = len(d.labels) if d.labels else 10
+    try:
+        return build_model(spec, _example(pipeline).shape[1], classes).eval()
+    except EdgekdError:
+        return None  # the stage that builds it reports that
+
+
+def check_prune(cfg, pipeline: PipelineConfig) -> list[str]:
+    """Layer names exist; the model traces; every step's target is reachable and the pruned model still runs."""
+    from edgekd.compress import pruning
+
+    model = _build(pipeline, cfg)
+    if model is None:
+        return []
+    try:
+        pruning.resolve_layers(model, cfg.ignore_layers)
+        example = _example(pipeline)
+        if cfg.mode == "unstructured":
+            return []
+        # l2 for the dry run: the shapes it reaches are those of any criterion (Taylor would need data)
+        settings = pruning.PruneSettings("l2", cfg.ratio, cfg.macs_reduction, cfg.global_pruning,
+                                         cfg.max_layer_ratio, cfg.round_to, cfg.steps)  # fmt: skip
+        pruner = pruning.ChannelPruner(model, example, settings, cfg.ignore_layers)
+        for k in range(1, cfg.steps + 1):
+            pruner.step(k)
+    except EdgekdError as exc:
+        return [str(exc)]
+    return []
+
+
+def check_qat(cfg, pipeline: PipelineConfig) -> list[str]:
+    """Every op of the model is one the int8 quantizer handles (the layer and the op are named otherwise)."""
+    from edgekd.compress.qat import check_quantizable
+
+    model = _build(pipeline, cfg)
+    if model is None:
+        return []
+    try:
+        check_quantizable(model, _example(pipeline))
+    except EdgekdError as exc:
+        return [str(exc)]
+    return []
