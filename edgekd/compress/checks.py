@@ -13,26 +13,7 @@ import torch
 
 from edgekd.config import PipelineConfig, StageConfig
 from edgekd.errors import EdgekdError
-
-
-def spec_before(pipeline: PipelineConfig, name: str, before: StageConfig) -> dict | None:
-    """Spec of the torch artifact ``name`` as the last enabled stage before ``before`` produces it (None: unknown).
-
-    Pruning and QAT keep the layer names of the model they start from, so their outputs resolve to that model's spec.
-    """
-    spec = None
-    for st in pipeline.stages:
-        if st is before:
-            break
-        if not st.enabled:
-            continue
-        if st.stage == "teacher" and getattr(st, "output", "teacher") == name:
-            spec = st.model.as_dict()
-        elif st.stage == "distill" and name in {getattr(st, "output", "student"), getattr(st, "baseline_name", "")}:
-            spec = st.student.as_dict()
-        elif st.stage in ("prune", "qat") and st.output == name:
-            spec = spec_before(pipeline, st.model, st)
-    return spec
+from edgekd.stages.base import spec_of_artifact as spec_before
 
 
 def _example(pipeline: PipelineConfig, batch: int = 1) -> torch.Tensor:

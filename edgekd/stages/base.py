@@ -101,3 +101,24 @@ def require(store: dict[str, Artifact], stage: str, *names: str) -> list[str]:
             f"(available: {', '.join(sorted(store)) or 'none'})",
         )
     return list(names)
+
+
+def spec_of_artifact(pipeline: PipelineConfig, name: str, before: StageConfig) -> dict | None:
+    """Spec of the torch artifact ``name`` as the last enabled stage before ``before`` produces it (None: unknown).
+
+    Used by validate-time checks that must build a model another stage makes. Pruning and QAT keep the layer names of
+    the model they start from, so their outputs resolve to that model's spec.
+    """
+    spec = None
+    for st in pipeline.stages:
+        if st is before:
+            break
+        if not st.enabled:
+            continue
+        if st.stage == "teacher" and getattr(st, "output", "teacher") == name:
+            spec = st.model.as_dict()
+        elif st.stage == "distill" and name in {getattr(st, "output", "student"), getattr(st, "baseline_name", "")}:
+            spec = st.student.as_dict()
+        elif st.stage in ("prune", "qat") and st.output == name:
+            spec = spec_of_artifact(pipeline, st.model, st)
+    return spec

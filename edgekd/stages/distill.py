@@ -24,7 +24,7 @@ from edgekd.distill.taps import check_layers
 from edgekd.distill.teacher_cache import TeacherCacheConfig, cache_for
 from edgekd.models import build_model
 from edgekd.models.io import load_torch_model, save_torch_model
-from edgekd.stages.base import register_stage, require
+from edgekd.stages.base import register_stage, require, spec_of_artifact
 from edgekd.train import accuracy
 
 
@@ -81,20 +81,6 @@ class DistillConfig(StageConfig):
     def baseline_name(self) -> str:
         return "baseline" if self.output == "student" else f"{self.output}_baseline"
 
-
-def spec_of_artifact(pipeline: PipelineConfig, name: str, before: StageConfig) -> dict | None:
-    """The model spec of the torch artifact ``name`` as produced by a stage before ``before`` (None if unknown)."""
-    spec = None
-    for st in pipeline.stages:
-        if st is before:
-            break
-        if not st.enabled:
-            continue
-        if st.stage == "teacher" and getattr(st, "output", "teacher") == name:
-            spec = st.model.as_dict()
-        elif st.stage == "distill" and st.output == name:
-            spec = st.student.as_dict()
-    return spec
 
 
 def _check(cfg: DistillConfig, pipeline: PipelineConfig) -> list[str]:
