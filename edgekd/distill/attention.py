@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from edgekd.distill.base import Batch, LossTerm, TermConfig, register_loss, weighted_mean
-from edgekd.distill.features import LayerPair, common_hw, map_shape, pool_to, shape_of, to_map
+from edgekd.distill.base import Batch, TermConfig, register_loss, weighted_mean
+from edgekd.distill.features import LayerPair, PairTerm, common_hw, map_shape, pool_to, shape_of, to_map
 from edgekd.errors import ConfigError
 
 
@@ -58,14 +58,8 @@ def _check_rows(probs: torch.Tensor, name: str) -> None:
 
 
 @register_loss("attention", AttentionConfig)
-class AttentionTerm(LossTerm):
+class AttentionTerm(PairTerm):
     cfg: AttentionConfig
-
-    def student_layers(self) -> list[str]:
-        return [p.student for p in self.cfg.pairs]
-
-    def teacher_layers(self) -> list[str]:
-        return [p.teacher for p in self.cfg.pairs]
 
     def build(self, student_shapes, teacher_shapes) -> None:
         self.hw: list[tuple[int, int]] = []

@@ -107,17 +107,21 @@ class FeatureConfig(TermConfig):
     loss: Literal["mse", "l1"] = Field("mse", description="distance between the adapted student and the teacher")
 
 
-@register_loss("feature", FeatureConfig)
-class FeatureTerm(LossTerm):
-    """FitNets hints: mean squared error between adapted student features and teacher features, averaged over pairs."""
-
-    cfg: FeatureConfig
+class PairTerm(LossTerm):
+    """A term over ``cfg.pairs`` of (student layer, teacher layer): both layer lists come from the pairs."""
 
     def student_layers(self) -> list[str]:
         return [p.student for p in self.cfg.pairs]
 
     def teacher_layers(self) -> list[str]:
         return [p.teacher for p in self.cfg.pairs]
+
+
+@register_loss("feature", FeatureConfig)
+class FeatureTerm(PairTerm):
+    """FitNets hints: mean squared error between adapted student features and teacher features, averaged over pairs."""
+
+    cfg: FeatureConfig
 
     def build(self, student_shapes, teacher_shapes) -> None:
         self.hw: list[tuple[int, int]] = []

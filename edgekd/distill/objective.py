@@ -26,7 +26,7 @@ class Objective(nn.Module):
         super().__init__()
         self.temperature, self.alpha, self.label_smoothing = temperature, alpha, label_smoothing
         self.terms = nn.ModuleList(terms)
-        self.last_parts: dict[str, float] = {}
+        self._parts: dict[str, torch.Tensor] = {}
 
     def student_layers(self) -> list[str]:
         return list(dict.fromkeys(n for t in self.terms for n in t.student_layers()))
@@ -42,13 +42,19 @@ class Objective(nn.Module):
                 b.student_logits, b.teacher_logits, b.y, self.temperature, self.alpha, self.label_smoothing,
                 b.sample_weight,
             )  # fmt: skip
-        parts = {"base": float(total.detach())}
+        # detached tensors, not floats: float() would wait for the device on every training step
+        parts = {"base": total.detach()}
         for i, term in enumerate(self.terms):
             value = term(b)
-            parts[f"{i}:{term.cfg.kind}"] = float(value.detach())
+            parts[f"{i}:{term.cfg.kind}"] = value.detach()
             total = total + term.cfg.weight * value
-        self.last_parts = parts
+        self._parts = parts
         return total
+
+    @property
+    def last_parts(self) -> dict[str, float]:
+        """Each part of the last step's loss (unweighted), for inspection and tests."""
+        return {k: float(v) for k, v in self._parts.items()}
 
 
 class DistillModule(nn.Module):

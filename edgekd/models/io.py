@@ -35,3 +35,11 @@ def load_torch_model(art: TorchModel) -> nn.Module:
 
         apply_structure(model, meta["structure"])
     return load_into(model, art.path).eval()
+
+
+def load_frozen_model(art: TorchModel, device: str = "cpu") -> nn.Module:
+    """A model that teaches: in eval mode on ``device``, no parameter requires a gradient."""
+    model = load_torch_model(art).to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -23,7 +23,7 @@ from edgekd.distill.purify import PurifyConfig
 from edgekd.distill.taps import check_layers
 from edgekd.distill.teacher_cache import TeacherCacheConfig, cache_for
 from edgekd.models import build_model
-from edgekd.models.io import load_torch_model, save_torch_model
+from edgekd.models.io import load_frozen_model, save_torch_model
 from edgekd.stages.base import register_stage, require, spec_of_artifact
 from edgekd.train import accuracy
 
@@ -82,7 +82,6 @@ class DistillConfig(StageConfig):
         return "baseline" if self.output == "student" else f"{self.output}_baseline"
 
 
-
 def _check(cfg: DistillConfig, pipeline: PipelineConfig) -> list[str]:
     """Teachers come from earlier stages, the strategy's own checks pass, layer names exist (before anything trains)."""
     errors = teacher_chain_errors(cfg, pipeline)
@@ -114,13 +113,7 @@ def run_distill(cfg: DistillConfig, ctx, inputs) -> list:
     """Distil with the configured strategy; optionally train a scratch baseline with the same recipe."""
     data = SplitData.load(inputs["dataset"].path)
     device = ctx.device()
-    teachers = []
-    if cfg.uses_teachers:
-        for name in cfg.teachers:
-            t = load_torch_model(inputs[name]).to(device).eval()
-            for p in t.parameters():
-                p.requires_grad_(False)
-            teachers.append(t)
+    teachers = [load_frozen_model(inputs[n], device) for n in cfg.teachers] if cfg.uses_teachers else []
     t_layers = list(dict.fromkeys(n for t in cfg.losses for n in LOSSES.get(t.kind).term_cls(t).teacher_layers()))
     ident = {"teachers": [inputs[n].sha256 for n in cfg.teachers if n in inputs], "data": inputs["dataset"].sha256}
     cache = cache_for(cfg.teacher_cache, teachers, data, ctx.pipeline.data.augment, ctx.seed, device, t_layers,

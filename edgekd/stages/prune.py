@@ -11,12 +11,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from edgekd.compress.finetune import kd_loss_fn, load_teacher
 from edgekd.config import StageConfig, TrainConfig
 from edgekd.data import SplitData, normalize
-from edgekd.distill import hinton_loss
 from edgekd.errors import ModelError
 from edgekd.models.io import load_torch_model, save_torch_model
 from edgekd.stages.base import register_stage, require
@@ -71,28 +70,6 @@ class PruneConfig(StageConfig):
 
 def _inputs(cfg: PruneConfig, store) -> list[str]:
     return require(store, cfg.id, "dataset", cfg.model, *([cfg.teacher] if cfg.teacher else []))
-
-
-def kd_loss_fn(teacher, temperature: float, alpha: float, label_smoothing: float):
-    """The fine-tuning loss: the teacher's soft targets plus the labels (labels only without a teacher)."""
-
-    def loss(logits, y, x):
-        if teacher is None:
-            return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-        with torch.inference_mode():
-            t_logits = teacher(x)
-        return hinton_loss(logits, t_logits.clone(), y, temperature, alpha, label_smoothing)
-
-    return loss
-
-
-def load_teacher(art, device: str):
-    if art is None:
-        return None
-    teacher = load_torch_model(art).to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
 
 
 def train_batches(data: SplitData, n: int, batch_size: int, seed: int):

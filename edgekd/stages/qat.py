@@ -14,12 +14,12 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator
 
 from edgekd.artifacts import TorchModel
+from edgekd.compress.finetune import kd_loss_fn, load_teacher
 from edgekd.config import StageConfig, TrainConfig
 from edgekd.data import SplitData, normalize
 from edgekd.errors import ModelError
 from edgekd.models.io import load_torch_model, save_torch_model
 from edgekd.stages.base import register_stage, require
-from edgekd.stages.prune import kd_loss_fn, load_teacher
 from edgekd.train import accuracy, fit, seed_everything
 
 
