@@ -73,11 +73,12 @@ def mean_std(values: list[float], scale: float = 100.0) -> str:
 
 def print_table(acc: dict, speed: dict, seeds: list[int], epochs: int | None, chosen: list[str]) -> None:
     print(f"\ntest accuracy (%), mean ± std over seeds {seeds}; distill epochs: {epochs or 'as in YAML'}")
-    print(f"{'method':28} {'accuracy':>15} {'vs scratch':>11} {'vs hinton':>10} {'s/epoch':>8}")
+    print(f"{'method':28} {'accuracy':>15} {'vs scratch':>11} {'vs hinton':>10} {'s/epoch':>8}  per seed")
     for name in ["scratch", "hinton", *chosen]:
         d_s = 100 * (statistics.mean(acc[name]) - statistics.mean(acc["scratch"]))
         d_h = 100 * (statistics.mean(acc[name]) - statistics.mean(acc["hinton"]))
-        print(f"{name:28} {mean_std(acc[name]):>15} {d_s:+11.2f} {d_h:+10.2f} {statistics.mean(speed[name]):8.2f}")
+        per = " / ".join(f"{100 * a:.2f}" for a in acc[name])
+        print(f"{name:28} {mean_std(acc[name]):>15} {d_s:+11.2f} {d_h:+10.2f} {statistics.mean(speed[name]):8.2f}  {per}")
 
 
 def merge(files: list[Path]) -> int:
