@@ -78,7 +78,8 @@ def print_table(acc: dict, speed: dict, seeds: list[int], epochs: int | None, ch
         d_s = 100 * (statistics.mean(acc[name]) - statistics.mean(acc["scratch"]))
         d_h = 100 * (statistics.mean(acc[name]) - statistics.mean(acc["hinton"]))
         per = " / ".join(f"{100 * a:.2f}" for a in acc[name])
-        print(f"{name:28} {mean_std(acc[name]):>15} {d_s:+11.2f} {d_h:+10.2f} {statistics.mean(speed[name]):8.2f}  {per}")
+        sec = statistics.mean(speed[name])
+        print(f"{name:28} {mean_std(acc[name]):>15} {d_s:+11.2f} {d_h:+10.2f} {sec:8.2f}  {per}")
 
 
 def merge(files: list[Path]) -> int:

@@ -26,8 +26,8 @@ MODELS = ("student", "student_pruned")
 def one(run_dir: Path, seed: int, model: str, lr: float, epochs: int) -> tuple[float, float]:
     """Validation (accuracy, cross-entropy) of the fake-quantized model the qat stage keeps."""
     pipeline = load_pipeline(PIPELINE, [f"seed={seed}"])
-    config = {"model": model, "output": "candidate", "temperature": 2.0, "alpha": 0.5,
-              "train": {"epochs": epochs, "batch_size": 64, "optimizer": "adamw", "lr": lr, "schedule": "cosine"}}  # fmt: skip
+    train = {"epochs": epochs, "batch_size": 64, "optimizer": "adamw", "lr": lr, "schedule": "cosine"}
+    config = {"model": model, "output": "candidate", "temperature": 2.0, "alpha": 0.5, "train": train}
     with tempfile.TemporaryDirectory(prefix="edgekd-qat-recipe-") as tmp:
         (art,) = run_stage("qat", config, load_run(run_dir), tmp, pipeline)
     best = next(h for h in art.meta["history"] if h["epoch"] == art.meta["best_epoch"])
