@@ -6,6 +6,10 @@ cannot drift between places. It is copied to devices as is, hence its rules: Pyt
 runtime the model needs (ai-edge-litert or tflite-runtime for .tflite, onnxruntime for .onnx, torch for .pt2),
 imported when that format is used. edgekd also imports it by file path to check exported models.
 
+Text-embedding models (meta ``task: text-embedding``, two inputs: token ids and attention mask) take sentences: the
+eval .npz holds a ``text`` string array, the agent tokenises with ``wordpiece.py`` (copied next to this file) from the
+vocabulary in the meta, and ``--preds-out`` receives the embeddings instead of top-1 predictions.
+
     python agent.py --model m.tflite --meta m.json --data eval.npz [--threads 1] [--warmup 10] [--runs 100]
                     [--eval-limit N] [--preds-out preds.npy] [--cpus 4,5,6,7] [--no-xnnpack] [--raw-latencies]
 """
@@ -93,10 +97,14 @@ class _Tflite:
             [_tensor(d["name"], d.get("shape_signature", d["shape"]), d["dtype"], *d["quantization"]) for d in ds]
             for ds in (ins, outs)
         ]
-        self._in, self._out = ins[0]["index"], outs[0]["index"]
+        # litert-torch names inputs args_0, args_1... in argument order: sorted by name is the call order
+        order = sorted(range(len(ins)), key=lambda i: ins[i]["name"]) if len(ins) > 1 else [0]
+        self.inputs = [self.inputs[i] for i in order]
+        self._in, self._out = [ins[i]["index"] for i in order], outs[0]["index"]
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        self._it.set_tensor(self._in, x)
+    def run(self, *xs: np.ndarray) -> np.ndarray:
+        for index, x in zip(self._in, xs, strict=True):
+            self._it.set_tensor(index, x)
         self._it.invoke()
         return self._it.get_tensor(self._out)
 
@@ -127,10 +135,10 @@ class _Onnx:
         self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         ins, outs = self._sess.get_inputs(), self._sess.get_outputs()
         self.inputs, self.outputs = [[_tensor(t.name, t.shape, _onnx_dtype(t.type)) for t in ts] for ts in (ins, outs)]
-        self._in, self._out = ins[0].name, [outs[0].name]
+        self._in, self._out = [t.name for t in ins], [outs[0].name]
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self._sess.run(self._out, {self._in: x})[0]
+    def run(self, *xs: np.ndarray) -> np.ndarray:
+        return self._sess.run(self._out, dict(zip(self._in, xs, strict=True)))[0]
 
 
 class _Torch:
@@ -158,9 +166,9 @@ class _Torch:
         shape, dtype = (list(val.shape), str(val.dtype)[6:]) if hasattr(val, "shape") else ([], "float32")
         return _tensor(name, shape, dtype)  # a non-tensor input or output shows as [] float32
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, *xs: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
-            out = self._module(self._torch.from_numpy(x))
+            out = self._module(*[self._torch.from_numpy(x) for x in xs])
         return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
 
 
@@ -171,6 +179,8 @@ def _check_meta(meta: Any, where: str) -> dict:
     """Metadata travels with the model; the agent never guesses shape, layout or normalisation."""
     if not isinstance(meta, dict):
         raise AgentError(f"{where}: meta must be a JSON object")
+    if meta.get("task") == "text-embedding":
+        return _check_text_meta(meta, where)
     shape = meta.get("input_shape")
     if not (isinstance(shape, list) and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape)):
         raise AgentError(f"{where}: meta input_shape must be [1, C, H, W] (NCHW terms), got {shape!r}")
@@ -180,6 +190,18 @@ def _check_meta(meta: Any, where: str) -> dict:
         value = meta.get(key, [1.0])
         if not isinstance(value, list) or len(value) not in (1, shape[1]) or (key == "std" and 0 in value):
             raise AgentError(f"{where}: meta {key} must be {shape[1]} per-channel values (std non-zero), got {value!r}")
+    return meta
+
+
+def _check_text_meta(meta: dict, where: str) -> dict:
+    """A text model needs its vocabulary and fixed length to turn sentences into ids."""
+    length, vocab = meta.get("max_length"), meta.get("vocab")
+    if not (isinstance(length, int) and length >= 3):
+        raise AgentError(f"{where}: text meta max_length must be an integer >= 3, got {length!r}")
+    if not (isinstance(vocab, list) and vocab and all(isinstance(t, str) for t in vocab)):
+        raise AgentError(f"{where}: text meta needs 'vocab', the tokenizer's vocabulary as a list of strings")
+    if meta.get("vocab_size") is not None and meta["vocab_size"] != len(vocab):
+        raise AgentError(f"{where}: the vocabulary has {len(vocab)} tokens but the model expects {meta['vocab_size']}")
     return meta
 
 
@@ -217,7 +239,10 @@ class Runner:
         self.rss_after_load_mb = _rss_now_mb()
         self.last_preds: np.ndarray | None = None  # argmax of the last benchmark() eval, for --preds-out
         self.last_times_ms: list[float] = []  # every timed run of the last benchmark(), for --raw-latencies
-
+        self.text = meta.get("task") == "text-embedding"
+        if self.text:
+            self._init_text(meta, path)
+            return
         _, c, h, w = meta["input_shape"]
         self._chw = (c, h, w)
         self._mean = np.asarray(meta.get("mean", [0.0]), dtype=np.float32).reshape(1, -1, 1, 1)
@@ -234,8 +259,32 @@ class Runner:
         # A batch dim fixed at 1 (TFLite, static ONNX/pt2 exports) means one sample per call.
         self._batch1 = inp["shape"][0] == 1
 
+    def _init_text(self, meta: dict, path: Path) -> None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))  # wordpiece.py travels next to this file
+        from wordpiece import WordPiece
+
+        try:
+            self.tokenizer = WordPiece(meta["vocab"], bool(meta.get("do_lower_case", True)))
+        except ValueError as exc:
+            raise AgentError(f"{path.name}: {exc}") from None
+        self.max_length = int(meta["max_length"])
+        self.truncated = 0
+        ins = self._backend.inputs
+        if len(ins) != 2 or any(t["shape"][-1] not in (-1, self.max_length) for t in ins):
+            raise AgentError(f"{path.name}: a text model takes (input_ids, attention_mask) of shape "
+                             f"[1, {self.max_length}], the file declares {[t['shape'] for t in ins]}")  # fmt: skip
+        self._batch1 = ins[0]["shape"][0] == 1
+
     def io_details(self) -> dict:
         return {"inputs": self._backend.inputs, "outputs": self._backend.outputs}
+
+    def prepare_text(self, texts) -> tuple[np.ndarray, np.ndarray]:
+        """Sentences -> (ids, mask) in the dtypes the file declares; counts sentences cut at max_length."""
+        rows = [self.tokenizer.encode(str(t), self.max_length) for t in texts]
+        self.truncated += sum(r[2] for r in rows)
+        ids, mask = (np.asarray([r[k] for r in rows]) for k in (0, 1))
+        d0, d1 = (np.dtype(t["dtype"]) for t in self._backend.inputs)
+        return np.ascontiguousarray(ids, dtype=d0), np.ascontiguousarray(mask, dtype=d1)
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         """Raw float images in [0, 1], (N, C, H, W) -> the model's input tensor: normalised, laid out, quantised."""
@@ -257,9 +306,30 @@ class Runner:
             x = np.clip(_round_half_away(x / q["scale"]) + q["zero_point"], info.min, info.max)
         return np.ascontiguousarray(x, dtype=dtype)
 
-    def invoke_once(self, x1: np.ndarray) -> None:
-        """The timed unit: set the input, invoke, read the output, for one prepared batch-1 sample."""
-        self._backend.run(x1)
+    def invoke_once(self, x1) -> None:
+        """The timed unit: set the input(s), invoke, read the output, for one prepared batch-1 sample."""
+        if self.text:
+            self._backend.run(*x1)
+        else:
+            self._backend.run(x1)
+
+    def prepare_any(self, x):
+        return self.prepare_text(x) if self.text else self.prepare(x)
+
+    def take(self, prepared, i: int):
+        """Sample ``i`` of a prepared batch, kept 2-D (batch 1)."""
+        return tuple(a[i : i + 1] for a in prepared) if self.text else prepared[i : i + 1]
+
+    def embed(self, texts) -> np.ndarray:
+        """Sentences -> float32 embeddings (N, D), one sentence per call at the fixed length."""
+        if len(texts) == 0:
+            raise AgentError("embed() got no sentences")
+        ids, mask = self.prepare_text(texts)
+        out = np.concatenate([self._backend.run(ids[i : i + 1], mask[i : i + 1]) for i in range(len(ids))])
+        q = self._backend.outputs[0]["quantization"]
+        if q and out.dtype.kind in "iu":
+            out = (out.astype(np.float32) - q["zero_point"]) * q["scale"]
+        return out.astype(np.float32, copy=False).reshape(len(texts), -1)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Raw images (N, C, H, W) in [0, 1] -> float32 logits (N, K), integer outputs dequantised."""
@@ -332,16 +402,16 @@ def benchmark(
     if n < 1:
         raise AgentError("the evaluation set is empty")
     # Preprocessing happens here, outside the timed region: the latency is the model's, not numpy's.
-    samples = runner.prepare(x_eval[: min(n, TIMING_SAMPLES)])
-    k = len(samples)
+    samples = runner.prepare_any(x_eval[: min(n, TIMING_SAMPLES)])
+    k = min(n, TIMING_SAMPLES)
     for i in range(warmup):
-        runner.invoke_once(samples[i % k : i % k + 1])
+        runner.invoke_once(runner.take(samples, i % k))
     times_ns = np.empty(runs, dtype=np.int64)
     gc_was_on = gc.isenabled()
     gc.disable()  # as timeit does: a collection landing inside one run would be charged to the model
     try:
         for i in range(runs):
-            x1 = samples[i % k : i % k + 1]
+            x1 = runner.take(samples, i % k)
             start = time.perf_counter_ns()
             runner.invoke_once(x1)
             times_ns[i] = time.perf_counter_ns() - start
@@ -353,8 +423,14 @@ def benchmark(
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     latency = {"mean": ms.mean(), "std": ms.std(), "p50": p50, "p90": p90, "p99": p99, "min": ms.min(), "max": ms.max()}
 
-    preds = runner.predict(x_eval[:n]).argmax(axis=1).astype(np.int64)
-    runner.last_preds = preds
+    if runner.text:  # the embeddings are the output; edgekd compares them with the teacher's on the host
+        runner.truncated = 0
+        runner.last_preds = runner.embed(x_eval[:n])
+        accuracy = agreement = None
+    else:
+        preds = runner.predict(x_eval[:n]).argmax(axis=1).astype(np.int64)
+        runner.last_preds = preds
+        accuracy, agreement = _top1(preds, y_eval, "y"), _top1(preds, teacher_pred, "teacher_pred")
     return {
         "status": "ok",
         "format": runner.format,
@@ -372,9 +448,10 @@ def benchmark(
         "peak_rss_mb": _peak_rss_mb(),
         "rss_before_load_mb": runner.rss_before_load_mb,
         "rss_after_load_mb": runner.rss_after_load_mb,
-        "accuracy": _top1(preds, y_eval, "y"),
-        "teacher_agreement": _top1(preds, teacher_pred, "teacher_pred"),
+        "accuracy": accuracy,
+        "teacher_agreement": agreement,
         "n_eval": n,
+        **({"truncated": runner.truncated, "max_length": runner.max_length} if runner.text else {}),
         "device": device_facts(),
     }
 
@@ -430,7 +507,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate accuracy on the first N samples only")
-    p.add_argument("--preds-out", default=None, help="save the top-1 predictions (int64 .npy) here")
+    p.add_argument("--preds-out", default=None, help="save the top-1 predictions (int64 .npy; text: embeddings) here")
     p.add_argument("--cpus", default=None, help="pin to these CPU ids, e.g. 4,5,6,7 (the big cores of a phone)")
     p.add_argument("--no-xnnpack", action="store_true", help="LiteRT: builtin kernels instead of the XNNPACK delegate")
     p.add_argument("--raw-latencies", action="store_true", help="also report every timed run (latencies_ms)")
@@ -443,6 +520,10 @@ def _load_eval(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | 
             arrays = {k: npz[k] for k in npz.files}
     except Exception as exc:
         raise AgentError(f"data file {path} is not a readable .npz: {_one_line(exc)}") from None
+    if "text" in arrays:  # sentences for a text model (a unicode array); embeddings go to --preds-out
+        if arrays["text"].dtype.kind != "U":
+            raise AgentError(f"data file {path}: 'text' must be an array of strings")
+        return arrays["text"], None, None
     if "x" not in arrays:
         raise AgentError(f"data file {path} has no 'x' array (found: {', '.join(arrays) or 'nothing'})")
     x = arrays["x"]

@@ -68,7 +68,8 @@ class AugmentConfig(Strict):
 
 
 class DataConfig(Strict):
-    source: Literal["digits", "folder", "npz"] = "digits"
+    # none: no image data stage; the pipeline's own stages bring their data (text pipelines: text_data)
+    source: Literal["digits", "folder", "npz", "none"] = "digits"
     path: str | None = None
     image_size: int = Field(32, ge=4, le=1024)
     channels: Literal[1, 3] | None = None

@@ -223,7 +223,9 @@ def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, fo
         _main_only_lock(run_dir),
         _main_only_tracking(pipeline, run_dir) as tracking,
     ):
-        plan = [(DATA_STAGE, DATA_STAGE.config_cls(stage="data", **pipeline.data.model_dump()))]
+        plan = []  # source 'none': no image data stage (text pipelines bring their own, text_data)
+        if pipeline.data.source != "none":
+            plan.append((DATA_STAGE, DATA_STAGE.config_cls(stage="data", **pipeline.data.model_dump())))
         plan += [(STAGES.get(c.stage), c) for c in pipeline.stages]
         for idx, (stage, cfg) in enumerate(plan):
             if not cfg.enabled:

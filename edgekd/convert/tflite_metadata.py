@@ -229,10 +229,10 @@ def embed_metadata(data: bytes, md: dict[str, Any]) -> bytes:
             new.data, new.offset, new.size = np.frombuffer(data[buf.offset : end], dtype=np.uint8), 0, 0
         buffers.append(new)
     model.buffers = buffers
-    payloads = {
-        EDGEKD_KEY: json.dumps(md, sort_keys=True, separators=(",", ":")).encode(),
-        STANDARD_KEY: standard_metadata(md),
-    }
+    payloads = {EDGEKD_KEY: json.dumps(md, sort_keys=True, separators=(",", ":")).encode()}
+    image = md.get("task", "image-classification") == "image-classification"
+    if image:  # TFLite Support's schema describes images; a text model's inputs are described in the edgekd entry
+        payloads[STANDARD_KEY] = standard_metadata(md)
     keep = []
     for entry in model.metadata or []:
         name = entry.name.decode() if isinstance(entry.name, bytes) else str(entry.name)
@@ -249,6 +249,8 @@ def embed_metadata(data: bytes, md: dict[str, Any]) -> bytes:
     model.metadata = keep
     builder = flatbuffers.Builder(len(data) + 65536)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    if not image:
+        return bytes(builder.Output())
     out = io.BytesIO(bytes(builder.Output()))
     out.seek(0, io.SEEK_END)
     with zipfile.ZipFile(out, "a") as zf:  # appended after the flatbuffer, as TFLite Support packs associated files

@@ -153,6 +153,9 @@ class AgentSession:
     def run(self, job: AgentJob) -> dict:
         """Measure one model; a failed run is a ``failed`` row, a device problem raises TransportError."""
         agent = self.push(agent_path())
+        tokenizer = agent_path().with_name("wordpiece.py")  # the agent imports it for text models, from its folder
+        if tokenizer.is_file():
+            self.push(tokenizer)
         model, meta, data = self.push(job.model), self.push(job.meta), self.push(job.data)
         preds = self.transport.scratch(f"{job.model.name}.preds.npy") if job.preds_out is not None else None
         argv = [*self.python, agent, *agent_flags(job, model, meta, data, preds)]

@@ -1,0 +1,57 @@
+"""text_data: the transfer set of real English sentences, split train/val/test by a seeded hash (edgekd.text.corpus).
+
+Used with ``data: {source: none}`` (no image data stage). ``source: stdlib`` reads the docstrings of this Python's
+standard library; ``source: file`` a user's ``.txt`` (one sentence per line) or ``.jsonl`` (``text``, ``label``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from edgekd.artifacts import Dataset
+from edgekd.config import StageConfig
+from edgekd.fsutil import atomic_write_json
+from edgekd.stages.base import register_stage
+from edgekd.text.corpus import build_corpus
+
+
+class TextDataConfig(StageConfig):
+    source: Literal["stdlib", "file"] = "stdlib"
+    path: str | None = Field(None, description="source: file — a .txt (one sentence per line) or .jsonl file")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0, lt=0.5)
+    split_seed: int = 0
+    max_sentences: int | None = Field(None, ge=30, description="a seeded subsample of at most this many sentences")
+    on_bad_line: Literal["skip", "fail"] = Field("skip", description="non-UTF-8 / malformed lines: count or stop")
+    transfer_packages: list[str] = Field(
+        default_factory=list, description="installed packages whose docstrings are added to the training split only"
+    )
+
+    @model_validator(mode="after")
+    def _path(self) -> TextDataConfig:
+        if self.source == "file" and not self.path:
+            raise ValueError("text source 'file' needs 'path' (a .txt or .jsonl file)")
+        return self
+
+
+@register_stage("text_data", TextDataConfig, lambda cfg, store: [])
+def run_text_data(cfg: TextDataConfig, ctx, inputs) -> list[Dataset]:
+    """Build and split the corpus; every skipped line is counted in the notes."""
+    corpus = build_corpus(
+        cfg.source,
+        cfg.path,
+        seed=cfg.split_seed,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        max_sentences=cfg.max_sentences,
+        on_bad_line=cfg.on_bad_line,
+        transfer_packages=cfg.transfer_packages,
+    )
+    extra = f" + docstrings of {', '.join(cfg.transfer_packages)} (training only)" if cfg.transfer_packages else ""
+    ctx.note(f"text: {corpus.source} ({corpus.licence}){extra}, counts {corpus.counts}")
+    path = atomic_write_json(ctx.out_dir / "corpus.json", corpus.to_json())
+    return [
+        Dataset("text_dataset", path, {"source": corpus.source, "licence": corpus.licence, "counts": corpus.counts})
+    ]

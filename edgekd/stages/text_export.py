@@ -1,0 +1,150 @@
+"""text_export: text students to ONNX and TFLite (fp32, int8), and the teacher to ONNX fp32 (the latency reference).
+
+Each file is verified against PyTorch on held-out sentences through the device agent's runner (the same code that
+benchmarks it): fp32 must match within ``tolerance``, int8 must keep a mean cosine to the fp32 embeddings of at
+least ``min_int8_cosine``. One format or precision failing is recorded and the others go on.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from edgekd.artifacts import Artifact, OnnxModel, TfliteModel
+from edgekd.config import StageConfig
+from edgekd.console import log
+from edgekd.errors import EdgekdError, ModelError
+from edgekd.fsutil import atomic_write_json
+from edgekd.runtimes import load_runner
+from edgekd.stages.base import register_stage, require
+from edgekd.text.export import (
+    attach_text_metadata,
+    convert_tflite_text,
+    export_onnx_text,
+    precision_detail,
+    quantize_onnx_text,
+    text_metadata,
+)
+from edgekd.text.io import load_array, load_split, load_text_model
+from edgekd.text.metrics import mean_cosine
+from edgekd.text.teacher import encode, load_teacher, read_vocab
+
+
+class TextExportConfig(StageConfig):
+    models: list[str] = Field(default_factory=lambda: ["student"], min_length=1, description="text torch artifacts")
+    teacher: bool = Field(True, description="also export the teacher to ONNX fp32, for the latency comparison")
+    formats: list[Literal["onnx", "tflite"]] = Field(default_factory=lambda: ["onnx", "tflite"], min_length=1)
+    precisions: list[Literal["fp32", "int8"]] = Field(default_factory=lambda: ["fp32", "int8"], min_length=1)
+    opset: int = Field(18, ge=13, le=23)
+    calibration_samples: int = Field(128, ge=1, le=100_000, description="training sentences for int8 ranges")
+    verify_samples: int = Field(128, ge=2, le=100_000, description="test sentences each file is checked on")
+    tolerance: float = Field(1e-4, gt=0, description="fp32: max abs embedding difference vs PyTorch")
+    min_int8_cosine: float = Field(0.95, ge=0, le=1, description="int8: mean cosine to the fp32 embeddings")
+
+
+def _inputs(cfg: TextExportConfig, store) -> list[str]:
+    return require(store, cfg.id, "text_tokens", "text_teacher", *cfg.models)
+
+
+def _one(cfg, ctx, name: str, model, meta: dict, fmt: str, precision: str, cal, vocab, texts) -> tuple:
+    """Export one (format, precision), attach its metadata, verify it through the agent's runner."""
+    max_length = meta["max_length"]
+    ext = "onnx" if fmt == "onnx" else "tflite"
+    path = ctx.out_dir / f"{name}-{precision}.{ext}"
+    info: dict = {}
+    if fmt == "onnx":
+        if precision == "fp32":
+            info["exporter"] = export_onnx_text(model, max_length, path, cfg.opset)
+        else:
+            fp32 = ctx.out_dir / f"{name}-fp32.onnx"
+            if not fp32.is_file():
+                info["exporter"] = export_onnx_text(model, max_length, fp32, cfg.opset)
+            quantize_onnx_text(fp32, path, *cal)
+            info["quantization"] = "static QDQ (onnxruntime), int8 weights and activations; embedding table float"
+    else:
+        info = convert_tflite_text(model, max_length, path, precision, cal if precision == "int8" else None)
+        if precision == "int8":
+            info["quantization"] = "PT2E static full-integer PTQ (litert-torch); embedding table float, float32 output"
+    detail = precision_detail(path)
+    md = text_metadata(
+        {**meta, "source": name, "precision": detail["precision"]},
+        path,
+        vocab,
+        precision_detail=detail,
+        conversion=info,
+        pipeline=ctx.pipeline.name,
+        pipeline_hash=ctx.cache_key,
+        stage=ctx.stage_id,
+    )
+    attach_text_metadata(path, md)
+    got = load_runner(path, md).embed(list(texts))
+    return path, md, got
+
+
+@register_stage("text_export", TextExportConfig, _inputs, ("onnx", "onnxruntime", "litert-torch", "ai-edge-litert"))
+def run_text_export(cfg: TextExportConfig, ctx, inputs) -> list[Artifact]:
+    """Export every model in every format and precision asked for; verify each; failures become a record."""
+    tokens, tmeta = inputs["text_tokens"], inputs["text_tokens"].meta
+    vocab = read_vocab(inputs["text_teacher"].meta["folder"])
+    texts = load_array(tokens, "text_test")[: cfg.verify_samples]
+    test = load_split(tokens, "test")
+    train = load_split(tokens, "train")  # int8 ranges from a seeded random sample of training sentences
+    pick = np.random.default_rng(ctx.seed).permutation(len(train.ids))[: cfg.calibration_samples]
+    cal = (train.ids[pick], train.mask[pick])
+    del train
+    outputs: list[Artifact] = []
+    failures: list[dict] = []
+    jobs = [
+        (n, load_text_model(inputs[n]), {k: v for k, v in inputs[n].meta.items() if k != "history"}) for n in cfg.models
+    ]
+    if cfg.teacher:
+        teacher, facts = load_teacher(inputs["text_teacher"].meta["package"])
+        tm = {**tmeta, "role": "teacher", "params": facts["params"]}
+        jobs.insert(0, ("teacher", teacher, tm))
+    for name, model, meta in jobs:
+        ref = encode(model, test.ids[: cfg.verify_samples], test.mask[: cfg.verify_samples])
+        combos = [("onnx", "fp32")] if name == "teacher" else [(f, p) for f in cfg.formats for p in cfg.precisions]
+        fp32_ref = {}
+        for fmt, precision in combos:
+            art_name = f"{fmt}/{name}-{precision}"
+            try:
+                path, md, got = _one(cfg, ctx, name, model, meta, fmt, precision, cal, vocab, texts)
+                diff = float(np.abs(got - ref).max())
+                cos = mean_cosine(got, ref)  # int8 outputs are not exactly unit length after dequantisation
+                if precision == "fp32":
+                    fp32_ref[fmt] = got
+                    # the teacher pads to max_length in the file, PyTorch trims: attention over padding differs by
+                    # rounding only; a tolerance breach is a real export bug
+                    if diff > cfg.tolerance * (10 if name == "teacher" else 1):
+                        raise ModelError(f"{fmt} fp32 '{name}' differs from PyTorch by {diff:.3g} > {cfg.tolerance}")
+                elif cos < cfg.min_int8_cosine:
+                    raise ModelError(f"{fmt} int8 '{name}': mean cosine to PyTorch {cos:.4f} < {cfg.min_int8_cosine}")
+                msg = (
+                    f"{fmt} {name} {precision} ({md['precision']} in file): max |Δ| vs PyTorch {diff:.2e}, "
+                    f"mean cosine {cos:.5f}, {path.stat().st_size:,} bytes"
+                )
+                ctx.note(msg)
+                log("  " + msg)
+                art_meta = {
+                    **{k: v for k, v in md.items() if k != "vocab"},
+                    **{k: v for k, v in meta.items() if k not in md},
+                    "max_abs_diff_vs_torch": diff,
+                    "cosine_vs_torch": cos,
+                }
+                cls = OnnxModel if fmt == "onnx" else TfliteModel
+                outputs.append(cls(art_name, path, art_meta))
+            except EdgekdError as exc:
+                failures.append({"name": art_name, "format": fmt, "precision": precision, "error": str(exc)})
+                ctx.note(f"{art_name} FAILED: {exc}")
+                log(f"  [red]{art_name} failed:[/] {exc}")
+    if not outputs:
+        raise ModelError("; ".join(f["error"] for f in failures))
+    if failures:
+        outputs.append(
+            Artifact(
+                f"failures/{cfg.id}", atomic_write_json(ctx.out_dir / "failures.json", failures), {"failures": failures}
+            )
+        )
+    return outputs

@@ -1,0 +1,245 @@
+"""Text students (and the teacher) to ONNX and TFLite at a fixed sequence length, with their metadata inside.
+
+Inputs are ``input_ids`` and ``attention_mask`` of shape (1, max_length) (int64 in ONNX; litert-torch makes them
+int32 in TFLite), the output is the pooled, L2-normalised sentence embedding (1, D). The metadata (the edgekd JSON
+entry) carries everything a device needs to feed the file: the vocabulary itself, the maximum length, lowercasing,
+the pooling and the input names; ``devices/wordpiece.py`` turns text into ids from it.
+
+int8: ONNX through onnxruntime static quantization (QDQ, calibrated on training sentences); TFLite through PT2E
+full-integer PTQ in litert-torch. In both the embedding lookup table stays float (a gather is exact in any
+precision and costs no arithmetic), which ``precision_detail`` records next to the precision found in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgekd import __version__
+from edgekd.errors import ModelError
+from edgekd.fsutil import atomic_path
+
+INPUT_NAMES = ["input_ids", "attention_mask"]
+OUTPUT_NAME = "sentence_embedding"  # not "embedding": the exporter already names an internal value so
+
+
+def export_onnx_text(model: torch.nn.Module, max_length: int, path: Path, opset: int = 18) -> str:
+    """ONNX at batch 1 and ``max_length``; the dynamo exporter, falling back to TorchScript (HF BERT). Returns which."""
+    from edgekd.text.models import export_inputs
+
+    args = export_inputs(max_length)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            prog = torch.onnx.export(
+                model,
+                args,
+                None,
+                dynamo=True,
+                input_names=INPUT_NAMES,
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                verbose=False,
+            )
+            prog.save(str(tmp))
+            return "dynamo"
+        except Exception:
+            torch.onnx.export(
+                model,
+                args,
+                str(tmp),
+                dynamo=False,
+                input_names=INPUT_NAMES,
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+            )
+            return "torchscript"
+
+
+def quantize_onnx_text(fp32: Path, out: Path, ids: np.ndarray, mask: np.ndarray) -> None:
+    """Static int8 QDQ with activation ranges from real sentences (one per calibration step)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(range(len(ids)))
+
+        def get_next(self):
+            i = next(self.it, None)
+            return None if i is None else {INPUT_NAMES[0]: ids[i : i + 1], INPUT_NAMES[1]: mask[i : i + 1]}
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-ortq-") as tmpdir:
+        pre = Path(tmpdir) / "pre.onnx"
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        with atomic_path(out) as tmp:
+            quantize_static(
+                str(pre),
+                str(tmp),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                # not Add/Mul: the additive attention mask (-1e4) in an int8 Add wipes out the attention scores
+                # (mean cosine to fp32 0.76 measured on the Transformer student; 0.9997 without)
+                op_types_to_quantize=["MatMul", "Gemm", "Conv"],
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
+
+
+def convert_tflite_text(
+    model: torch.nn.Module,
+    max_length: int,
+    out: Path,
+    precision: str,
+    calib: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """litert-torch conversion; int8 is PT2E static full-integer PTQ with float32 output (a DEQUANTIZE added)."""
+    from edgekd.convert.via_litert_torch import _strip_dropout, add_float_io, describe_failure, quiet_native_output
+    from edgekd.text.models import export_inputs
+
+    t0 = time.perf_counter()
+    args = export_inputs(max_length)
+    model.eval()
+    with (
+        tempfile.TemporaryDirectory(prefix="edgekd-litert-") as tmpdir,
+        quiet_native_output(Path(tmpdir) / "log") as log,
+    ):
+        try:
+            import litert_torch
+
+            if precision == "fp32":
+                data = litert_torch.convert(model, args).model_content()
+            elif precision == "int8":
+                from litert_torch.quantize import pt2e_quantizer, quant_config
+                from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
+
+                if calib is None:
+                    raise ModelError("int8 TFLite needs calibration sentences")
+                q = pt2e_quantizer.PT2EQuantizer().set_global(
+                    pt2e_quantizer.get_symmetric_quantization_config(
+                        is_per_channel=True, is_qat=False, is_dynamic=False
+                    )
+                )
+                graph = torch.export.export(model, args, strict=False).module()
+                _strip_dropout(graph)
+                move_exported_model_to_eval(graph)
+                prepared = quantize_pt2e.prepare_pt2e(graph, q)
+                with torch.no_grad():
+                    for i in range(len(calib[0])):
+                        prepared(torch.from_numpy(calib[0][i : i + 1]), torch.from_numpy(calib[1][i : i + 1]))
+                converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+                move_exported_model_to_eval(converted)
+                data = litert_torch.convert(
+                    converted, args, quant_config=quant_config.QuantConfig(pt2e_quantizer=q)
+                ).model_content()
+                data = add_float_io(data)  # only the int8 output gains a float twin; the int32 ids are untouched
+            else:
+                raise ModelError(f"text models convert to fp32 or int8, not {precision}")
+        except ModelError:
+            raise
+        except Exception as exc:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            raise ModelError(describe_failure("litert-torch", exc, text)) from None
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    return {"converter": "litert-torch", "precision": precision, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def precision_detail(path: Path) -> dict[str, Any]:
+    """What the file holds: the precision edgekd's inspectors find, and tensor dtype counts (honest labels)."""
+    if path.suffix == ".tflite":
+        from edgekd.convert.tflite_inspect import inspect_tflite
+
+        info = inspect_tflite(path)
+        return {
+            "precision": info["precision"],
+            "constant_dtypes": info.get("constant_dtypes"),
+            "activation_dtypes": info.get("activation_dtypes"),
+        }
+    import onnx
+
+    from edgekd.stages.export_onnx import onnx_precision
+
+    m = onnx.load(str(path))
+    w = {}
+    for init in m.graph.initializer:
+        if len(init.dims) >= 2:
+            k = onnx.TensorProto.DataType.Name(init.data_type).lower()
+            w[k] = w.get(k, 0) + 1
+    return {"precision": onnx_precision(path), "weight_dtypes": w}
+
+
+def text_metadata(meta: dict, path: Path, vocab: list[str], **extra: Any) -> dict[str, Any]:
+    """The edgekd metadata of an exported text model (schema: README, "Text embeddings")."""
+    from edgekd.metadata import SCHEMA_VERSION, file_io
+
+    check_model_vocab({"vocab_size": meta.get("vocab_size")}, vocab)
+    inputs, outputs = file_io(path)
+    return {
+        "edgekd_metadata": SCHEMA_VERSION,
+        "edgekd_version": __version__,
+        "task": "text-embedding",
+        "output_kind": "embedding",
+        "format": "tflite" if path.suffix == ".tflite" else "onnx",
+        "source": meta.get("source", ""),
+        "precision": meta.get("precision", ""),
+        "max_length": int(meta["max_length"]),
+        "pooling": meta.get("pooling", "mean"),
+        "normalize": bool(meta.get("normalize", True)),
+        "do_lower_case": bool(meta.get("do_lower_case", True)),
+        "tokenizer": "bert-wordpiece",
+        "vocab_size": int(meta.get("vocab_size") or len(vocab)),
+        "vocab_sha256": meta.get("vocab_sha256"),
+        "vocab": vocab,
+        "input_names": [t["name"] for t in inputs],
+        "inputs": inputs,
+        "output": outputs[0],
+        "embedding_dim": int(outputs[0]["shape"][-1]),
+        **extra,
+    }
+
+
+def attach_text_metadata(path: Path, md: dict[str, Any]) -> None:
+    """Into the file: ONNX ``metadata_props`` (``edgekd`` JSON + flat keys), TFLite a ``Model.metadata`` entry."""
+    if path.suffix == ".tflite":
+        from edgekd.convert.tflite_metadata import embed_metadata
+
+        data = embed_metadata(path.read_bytes(), md)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return
+    import onnx
+
+    model = onnx.load(str(path))
+    flat = {
+        "edgekd": json.dumps(md, sort_keys=True),
+        "task": md["task"],
+        "max_length": str(md["max_length"]),
+        "pooling": md["pooling"],
+        "edgekd_version": __version__,
+    }
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(flat)
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def check_model_vocab(md: dict, vocab: list[str]) -> None:
+    """The vocabulary given with a model must be the one it was trained with: one line, never a crash."""
+    if md.get("vocab_size") is not None and int(md["vocab_size"]) != len(vocab):
+        raise ModelError(
+            f"the vocabulary has {len(vocab)} tokens but the model expects {md['vocab_size']}: "
+            "use the vocabulary it was trained with"
+        )

