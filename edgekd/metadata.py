@@ -103,7 +103,6 @@ def attach_metadata(path: Path, meta: dict[str, Any], ctx: Any = None) -> dict[s
 
     ``ctx`` (a StageContext) supplies the pipeline name, the stage id and the stage's cache key.
     """
-    from edgekd.fsutil import atomic_path
 
     path = Path(path)
     md = build_metadata(
@@ -113,18 +112,7 @@ def attach_metadata(path: Path, meta: dict[str, Any], ctx: Any = None) -> dict[s
         pipeline_hash=getattr(ctx, "cache_key", ""),
         stage=getattr(ctx, "stage_id", ""),
     )
-    if path.suffix == ".tflite":
-        from edgekd.convert.tflite_metadata import embed_metadata
-
-        data = embed_metadata(path.read_bytes(), md)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-        return md
-    import onnx
-
-    model = onnx.load(str(path))
     flat = {
-        METADATA_KEY: json.dumps(md, sort_keys=True),
         "labels": json.dumps(md["labels"]),
         "mean": json.dumps(md["mean"]),
         "std": json.dumps(md["std"]),
@@ -133,14 +121,32 @@ def attach_metadata(path: Path, meta: dict[str, Any], ctx: Any = None) -> dict[s
         "edgekd_version": __version__,
         "pipeline_hash": md["pipeline_hash"],
     }
+    store_metadata(path, md, flat)
+    return md
+
+
+def store_metadata(path: Path, md: dict[str, Any], flat: dict[str, str]) -> None:
+    """Write ``md`` into the file, atomically: TFLite as a ``Model.metadata`` entry; ONNX as ``metadata_props``
+    (the ``edgekd`` JSON plus the ``flat`` keys, for tools that read plain key/value pairs)."""
+    from edgekd.fsutil import atomic_path
+
+    if path.suffix == ".tflite":
+        from edgekd.convert.tflite_metadata import embed_metadata
+
+        data = embed_metadata(path.read_bytes(), md)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return
+    import onnx
+
+    model = onnx.load(str(path))
     props = {p.key: p.value for p in model.metadata_props}
-    props.update(flat)
+    props.update({METADATA_KEY: json.dumps(md, sort_keys=True), **flat})
     del model.metadata_props[:]
     for k, v in props.items():
         model.metadata_props.add(key=k, value=v)
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
-    return md
 
 
 def read_metadata(path: str | Path) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ training split). onnxruntime.quantization supersedes the deprecated onnxruntime-
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -75,19 +76,31 @@ def export_onnx(model, input_shape: tuple[int, ...], path: Path, exporter: str, 
 
 def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, work: Path) -> None:
     """Static int8 QDQ: int8 per-channel weights, int8 activations with ranges from ``calib`` (normalised inputs)."""
+    quantize_qdq(fp32_path, out_path, ({"input": calib[i : i + 1]} for i in range(len(calib))), work)
+
+
+def quantize_qdq(
+    fp32_path: Path,
+    out_path: Path,
+    feeds: Iterable[dict[str, np.ndarray]],
+    work: Path,
+    op_types: list[str] | None = None,
+) -> None:
+    """onnxruntime static QDQ quantization, one calibration batch per ``feeds`` item: int8 per-channel symmetric
+    weights, int8 asymmetric activations; ``op_types`` limits which operators get QDQ (default: all it supports)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.it = iter(calib[i : i + 1] for i in range(len(calib)))
+            self.it = iter(feeds)
 
         def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {"input": x}
+            return next(self.it, None)
 
     pre = work / "pre.onnx"
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    extra = {"op_types_to_quantize": op_types} if op_types else {}
     with atomic_path(out_path) as tmp:
         quantize_static(
             str(pre),
@@ -98,6 +111,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, work: Path
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            **extra,
         )
 
 
