@@ -25,3 +25,22 @@ def kd_loss_fn(teacher, temperature: float, alpha: float, label_smoothing: float
 def load_teacher(art, device: str):
     """The frozen teacher, or None when the stage has no teacher."""
     return None if art is None else load_frozen_model(art, device)
+
+
+def load_float_model(name: str, inputs: dict, ctx, qat_error: str):
+    """What prune and qat both start from: the split data, the device, and the float model ``name`` (seeded first).
+
+    ``qat_error`` is the one-line reason a quantization-aware-trained model cannot be taken. Returns
+    ``(data, device, artifact, model)``.
+    """
+    from edgekd.data import SplitData
+    from edgekd.errors import ModelError
+    from edgekd.models.io import load_torch_model
+    from edgekd.train import seed_everything
+
+    data = SplitData.load(inputs["dataset"].path)
+    art = inputs[name]
+    if art.meta.get("qat"):
+        raise ModelError(f"model: '{name}' {qat_error}")
+    seed_everything(ctx.seed)
+    return data, ctx.device(), art, load_torch_model(art)

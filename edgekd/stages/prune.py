@@ -13,13 +13,12 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from edgekd.compress.finetune import kd_loss_fn, load_teacher
+from edgekd.compress.finetune import kd_loss_fn, load_float_model, load_teacher
 from edgekd.config import StageConfig, TrainConfig
 from edgekd.data import SplitData, normalize
-from edgekd.errors import ModelError
-from edgekd.models.io import load_torch_model, save_torch_model
+from edgekd.models.io import save_torch_model
 from edgekd.stages.base import register_stage, require
-from edgekd.train import accuracy, fit, seed_everything
+from edgekd.train import accuracy, fit
 
 
 def _stage_of(info: ValidationInfo) -> str:
@@ -95,14 +94,10 @@ def run_prune(cfg: PruneConfig, ctx, inputs) -> list:
     from edgekd.models import build_model
     from edgekd.models.stats import count_macs, count_params
 
-    data = SplitData.load(inputs["dataset"].path)
-    device = ctx.device()
-    art = inputs[cfg.model]
-    if art.meta.get("qat"):
-        raise ModelError(f"model: '{cfg.model}' is quantization-aware trained; prune the float model, then run qat")
+    data, device, art, model = load_float_model(
+        cfg.model, inputs, ctx, "is quantization-aware trained; prune the float model, then run qat"
+    )
     spec = art.meta["model"]
-    seed_everything(ctx.seed)
-    model = load_torch_model(art)
     teacher = load_teacher(inputs.get(cfg.teacher) if cfg.teacher else None, device)
     loss_fn = kd_loss_fn(teacher, cfg.temperature, cfg.alpha, cfg.finetune.label_smoothing)
     shape = tuple(data.input_shape)

@@ -14,13 +14,12 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator
 
 from edgekd.artifacts import TorchModel
-from edgekd.compress.finetune import kd_loss_fn, load_teacher
+from edgekd.compress.finetune import kd_loss_fn, load_float_model, load_teacher
 from edgekd.config import StageConfig, TrainConfig
-from edgekd.data import SplitData, normalize
-from edgekd.errors import ModelError
-from edgekd.models.io import load_torch_model, save_torch_model
+from edgekd.data import normalize
+from edgekd.models.io import save_torch_model
 from edgekd.stages.base import register_stage, require
-from edgekd.train import accuracy, fit, seed_everything
+from edgekd.train import accuracy, fit
 
 
 class QatConfig(StageConfig):
@@ -61,14 +60,10 @@ def run_qat(cfg: QatConfig, ctx, inputs) -> list:
     from edgekd.compress.structure import describe
     from edgekd.models import build_model
 
-    data = SplitData.load(inputs["dataset"].path)
-    device = ctx.device()
-    art = inputs[cfg.model]
-    if art.meta.get("qat"):
-        raise ModelError(f"model: '{cfg.model}' is already quantization-aware trained; give the float model")
+    data, device, art, model = load_float_model(
+        cfg.model, inputs, ctx, "is already quantization-aware trained; give the float model"
+    )
     spec = art.meta["model"]
-    seed_everything(ctx.seed)
-    model = load_torch_model(art)
     example = normalize(torch.from_numpy(np.array(data.arrays["train"][0][:2])), data.mean, data.std)
     qat.check_quantizable(model, example)
     float_val = accuracy(model, data, "val")

@@ -6,6 +6,16 @@ An entry may instead hold ``{"_stages": [stage dicts]}``: those stages replace t
 output ``student``.
 """
 
+# the progressive assistant stage, shared with tests/distill/test_progressive.py
+ASSISTANT = {
+    "stage": "distill",
+    "name": "assistant",
+    "output": "assistant",
+    "student": {"name": "tiny_cnn", "kwargs": {"widths": [8, 16, 16]}},
+    "baseline": False,
+    "train": {"epochs": 1, "batch_size": 128},
+}
+
 METHODS: dict[str, dict] = {
     "hinton": {"temperature": 2.0, "alpha": 0.5},
     # --- part A: loss terms and teacher signals (tiny_cnn [4, 8, 8] student, tiny resnet [8, 16, 32] teacher) ---
@@ -80,14 +90,7 @@ METHODS: dict[str, dict] = {
     "data_free": {"strategy": {"kind": "data_free", "images": 40, "batch_size": 20, "iterations": 3}},
     "progressive": {
         "_stages": [
-            {
-                "stage": "distill",
-                "name": "assistant",
-                "output": "assistant",
-                "student": {"name": "tiny_cnn", "kwargs": {"widths": [8, 16, 16]}},
-                "baseline": False,
-                "train": {"epochs": 1, "batch_size": 128},
-            },
+            ASSISTANT,
             {
                 "stage": "distill",
                 "teachers": ["assistant"],

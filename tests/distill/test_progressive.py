@@ -12,20 +12,12 @@ import json
 import pytest
 import torch
 from _shared import tiny_pipeline_doc
+from methods_catalog import ASSISTANT
 from strategy_helpers import assert_one_line_error, edgekd, fresh_keys
 
 from edgekd.config import validate_document
 from edgekd.errors import ConfigError
 from edgekd.pipeline import run_pipeline
-
-ASSISTANT = {
-    "stage": "distill",
-    "name": "assistant",
-    "output": "assistant",
-    "student": {"name": "tiny_cnn", "kwargs": {"widths": [8, 16, 16]}},
-    "baseline": False,
-    "train": {"epochs": 1, "batch_size": 128},
-}
 
 
 def progressive_doc() -> dict:
