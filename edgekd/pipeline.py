@@ -46,13 +46,14 @@ def library_versions(names: tuple[str, ...]) -> dict[str, str]:
 
 
 def cache_key(stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact]) -> str:
-    """Hash of everything that can change a stage's outputs: its config, inputs' content, seed, device, versions."""
+    """Hash of everything that can change a stage's outputs: its config, inputs' content, seed (for stages that
+    use it), device, versions."""
     config = cfg.model_dump(mode="json", exclude={"enabled"})
     return json_sha256(
         {
             "stage": stage.name,
             "config": config,
-            "seed": pipeline.seed,
+            "seed": pipeline.seed if stage.seeded else None,
             "device": pipeline.device,
             "inputs": {k: v.sha256 for k, v in sorted(inputs.items())},
             "versions": library_versions(stage.libraries),

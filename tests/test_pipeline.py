@@ -117,6 +117,12 @@ def test_cache_key_depends_on_config_inputs_and_seed(tiny_doc):
     assert k != cache_key(stage, scfg, cfg, {"teacher": Artifact("teacher", "x", {}, "bb")})
     assert k != cache_key(stage, scfg, cfg.model_copy(update={"seed": 5}), inputs)
     assert k == cache_key(stage, scfg.model_copy(update={"enabled": False}), cfg, inputs)
+    # stages whose outputs cannot depend on the seed share one cache entry across seeds
+    teacher_stage = STAGES.get("text_teacher")
+    assert not teacher_stage.seeded and not STAGES.get("text_data").seeded and stage.seeded
+    tcfg = teacher_stage.config_cls(stage="text_teacher")
+    t = cache_key(teacher_stage, tcfg, cfg, inputs)
+    assert t == cache_key(teacher_stage, tcfg, cfg.model_copy(update={"seed": 5}), inputs)
 
 
 def test_low_disk_space_is_refused_before_writing_and_keeps_earlier_work(tmp_path, tiny_doc, monkeypatch):

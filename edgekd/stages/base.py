@@ -68,6 +68,10 @@ class Stage:
     # runs on every rank under torchrun (training stages, DistributedDataParallel inside ``fit``); other stages run
     # on rank 0 only while the other ranks wait for its outputs (edgekd.distributed)
     distributed: bool = False
+    # False for stages whose outputs cannot depend on the pipeline seed (the text corpus has its own split_seed,
+    # the teacher's embeddings are a deterministic forward pass): their cache key leaves the seed out, so runs of
+    # several seeds share them
+    seeded: bool = True
 
 
 STAGES: Registry[Stage] = Registry("stage")
@@ -80,12 +84,13 @@ def register_stage(
     libraries: tuple[str, ...] = (),
     check: CheckFn | None = None,
     distributed: bool = False,
+    seeded: bool = True,
 ):
     """Register ``run(cfg, ctx, inputs) -> list[Artifact]`` as stage ``name``."""
 
     def deco(fn: RunFn) -> RunFn:
         doc = (fn.__doc__ or "").strip()
-        STAGES.register(name)(Stage(name, config_cls, fn, inputs, libraries, doc, check, distributed))
+        STAGES.register(name)(Stage(name, config_cls, fn, inputs, libraries, doc, check, distributed, seeded))
         return fn
 
     return deco

@@ -36,7 +36,7 @@ class TextDataConfig(StageConfig):
         return self
 
 
-@register_stage("text_data", TextDataConfig, lambda cfg, store: [])
+@register_stage("text_data", TextDataConfig, lambda cfg, store: [], seeded=False)
 def run_text_data(cfg: TextDataConfig, ctx, inputs) -> list[Dataset]:
     """Build and split the corpus; every skipped line is counted in the notes."""
     corpus = build_corpus(

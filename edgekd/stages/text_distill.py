@@ -1,7 +1,8 @@
 """text_distill: distil the teacher's sentence embeddings into a small student (edgekd.text.train).
 
 Pooled terms are weighted in ``losses`` (cosine, mse, relational, rkd); ``layers`` adds MiniLM/TinyBERT-style
-hidden-state and attention terms between chosen student and teacher layers (the teacher then runs live). The
+hidden-state and attention terms between chosen student and teacher layers (the teacher then runs live).
+``vocab_rows`` trims the student's table to the training split's most frequent tokens (edgekd.text.models). The
 untrained student (same seed, no training) is saved too as ``<output>_untrained``: the floor the figures are read
 against.
 """
@@ -17,7 +18,15 @@ from edgekd.config import StageConfig, Strict
 from edgekd.console import log
 from edgekd.stages.base import register_stage, require
 from edgekd.text.io import load_split, save_text_model
-from edgekd.text.models import TEXT_MODELS, build_text_model, init_embedding_from_teacher, param_count
+from edgekd.text.models import (
+    SPECIAL_IDS,
+    TEXT_MODELS,
+    UNK_ID,
+    build_text_model,
+    init_embedding_from_teacher,
+    kept_tokens,
+    param_count,
+)
 from edgekd.text.train import LayerPair, Recipe, distill
 from edgekd.train import seed_everything
 
@@ -52,6 +61,13 @@ class TextDistillConfig(StageConfig):
     student: TextModelSpec = Field(default_factory=TextModelSpec)
     output: str = Field("student", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     init_embedding: Literal["teacher_pca", "random"] = "teacher_pca"
+    vocab_rows: int | None = Field(
+        None,
+        ge=8,
+        le=1_000_000,
+        description="None: a table row for every token of the teacher's vocabulary; N: rows only for the special "
+        "tokens and the training split's most frequent tokens (at most N rows), the others share [UNK]'s row",
+    )
     losses: PooledWeights = Field(default_factory=PooledWeights)
     layers: list[LayerTerm] = Field(default_factory=list)
     epochs: int = Field(10, ge=1, le=1000)
@@ -72,13 +88,25 @@ def run_text_distill(cfg: TextDistillConfig, ctx, inputs) -> list[TorchModel]:
     """Distil, keep the epoch with the best validation Spearman, save it (and the untrained floor)."""
     tmeta = inputs["text_tokens"].meta
     spec = cfg.student.model_dump()
+    train = load_split(inputs["text_tokens"], "train")
+    keep = None
+    if cfg.vocab_rows is not None and cfg.vocab_rows < tmeta["vocab_size"]:
+        keep = kept_tokens(train, tmeta["vocab_size"], cfg.vocab_rows, tmeta.get("special_ids", SPECIAL_IDS))
+        spec["kwargs"] = {**spec["kwargs"], "rows": len(keep)}
     seed_everything(ctx.seed)
     student = build_text_model(spec, tmeta["vocab_size"], tmeta["max_length"], tmeta["embedding_dim"])
+    if keep is not None:
+        unk = tmeta.get("unk_id", UNK_ID)
+        student.embed.keep_tokens(keep, unk)
+        ctx.note(
+            f"{cfg.output}: table trimmed to {len(keep):,} of {tmeta['vocab_size']:,} tokens (the specials and the "
+            "most frequent in training); the others share [UNK]'s row"
+        )
     n, budget = param_count(student), tmeta["teacher_params"]
     if cfg.max_param_fraction is not None and n > cfg.max_param_fraction * budget:
         raise ValueError(
             f"student has {n:,} parameters, over max_param_fraction {cfg.max_param_fraction:.3g} of the "
-            f"teacher's {budget:,}: narrow it (embed_dim, hidden, layers)"
+            f"teacher's {budget:,}: narrow it (vocab_rows, embed_dim, hidden, layers)"
         )
     outputs = []
     extra = {"role": "student", "teacher_ratio": round(n / budget, 4)}
@@ -102,7 +130,7 @@ def run_text_distill(cfg: TextDistillConfig, ctx, inputs) -> list[TorchModel]:
             inputs["text_teacher"].meta["package"], attentions=any(t.kind == "attention" for t in cfg.layers)
         )
     if cfg.init_embedding == "teacher_pca":
-        init_embedding_from_teacher(student, teacher.bert.embeddings.word_embeddings.weight)
+        init_embedding_from_teacher(student, teacher.bert.embeddings.word_embeddings.weight, keep)
     recipe = Recipe(
         cfg.epochs,
         cfg.batch_size,
@@ -118,7 +146,7 @@ def run_text_distill(cfg: TextDistillConfig, ctx, inputs) -> list[TorchModel]:
             raise ValueError(f"layers: student has no {t.kind} layer {t.student} (it has {limit})")
     res = distill(
         student,
-        load_split(inputs["text_tokens"], "train"),
+        train,
         load_split(inputs["text_tokens"], "val"),
         recipe,
         ctx.seed,

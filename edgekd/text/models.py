@@ -25,6 +25,9 @@ from edgekd.text.teacher import l2_normalize, masked_mean
 
 TEXT_MODELS: Registry = Registry("text model")
 MASK_VALUE = -1e4
+# BERT-uncased vocabularies (all-MiniLM-L6-v2's included): [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103
+UNK_ID = 100
+SPECIAL_IDS = (0, 100, 101, 102, 103)
 
 
 class _Layer(nn.Module):
@@ -51,14 +54,37 @@ class _Layer(nn.Module):
 
 
 class _Embed(nn.Module):
-    """The teacher's vocabulary in a narrow table, widened by a projection (a low-rank factorisation, as ALBERT)."""
+    """The teacher's vocabulary in a narrow table, widened by a projection (a low-rank factorisation, as ALBERT).
 
-    def __init__(self, vocab_size: int, embed_dim: int, width: int):
+    With ``rows`` (fewer than the vocabulary), the table is trimmed: a constant index map ``remap`` (a buffer, saved
+    with the weights and exported as a Gather) sends each of the teacher's token ids to its row, and every token
+    without a row of its own to one shared row (the stage points them at ``[UNK]``'s). The model's inputs stay the
+    teacher's token ids; only the table shrinks, so the freed budget buys width.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, width: int, rows: int | None = None):
         super().__init__()
-        self.table = nn.Embedding(vocab_size, embed_dim)
+        if rows is not None and not 1 <= rows <= vocab_size:
+            raise ModelError(f"rows {rows} must be between 1 and the vocabulary size {vocab_size}")
+        self.table = nn.Embedding(rows or vocab_size, embed_dim)
         self.proj = nn.Linear(embed_dim, width) if embed_dim != width else nn.Identity()
+        if rows is not None:
+            self.register_buffer("remap", torch.zeros(vocab_size, dtype=torch.int64))
+
+    def keep_tokens(self, keep: np.ndarray, fallback: int) -> None:
+        """Give the token ids in ``keep`` (sorted, unique) rows 0..len-1; every other id shares ``fallback``'s row."""
+        keep = np.asarray(keep, dtype=np.int64)
+        if not hasattr(self, "remap") or len(keep) != self.table.num_embeddings:
+            raise ModelError(f"{len(keep)} kept tokens for a table of {self.table.num_embeddings} rows")
+        if fallback not in keep:
+            raise ModelError(f"the fallback token id {fallback} must keep a row of its own")
+        remap = np.full(len(self.remap), int(np.searchsorted(keep, fallback)), np.int64)
+        remap[keep] = np.arange(len(keep))
+        self.remap.copy_(torch.from_numpy(remap))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "remap"):
+            ids = self.remap[ids]
         return self.proj(self.table(ids))
 
 
@@ -76,9 +102,10 @@ class TextTransformer(nn.Module):
         heads: int = 4,
         ffn: int = 512,
         embed_dim: int = 64,
+        rows: int | None = None,
     ):
         super().__init__()
-        self.embed = _Embed(vocab_size, embed_dim, hidden)
+        self.embed = _Embed(vocab_size, embed_dim, hidden, rows)
         self.pos = nn.Parameter(torch.zeros(1, max_length, hidden))
         nn.init.normal_(self.pos, std=0.02)
         self.ln = nn.LayerNorm(hidden, eps=1e-12)
@@ -115,9 +142,10 @@ class TextCNN(nn.Module):
         layers: int = 4,
         kernel: int = 5,
         embed_dim: int = 64,
+        rows: int | None = None,
     ):
         super().__init__()
-        self.embed = _Embed(vocab_size, embed_dim, hidden)
+        self.embed = _Embed(vocab_size, embed_dim, hidden, rows)
         self.pos = nn.Parameter(torch.zeros(1, hidden, max_length))
         self.convs = nn.ModuleList(nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2) for _ in range(layers))
         self.norms = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(layers))
@@ -150,15 +178,20 @@ def build_text_model(spec: dict, vocab_size: int, max_length: int, out_dim: int)
         ) from None
 
 
-def init_embedding_from_teacher(student: nn.Module, teacher_table: torch.Tensor) -> None:
+def init_embedding_from_teacher(
+    student: nn.Module, teacher_table: torch.Tensor, keep: np.ndarray | None = None
+) -> None:
     """Start the student's narrow table at the teacher's word embeddings' top principal components.
 
     DistilBERT initialises from the teacher; the widths differ here, so the best rank-k linear summary (PCA) of the
-    teacher's table is the closest start. The projection starts as the matching back-rotation.
+    teacher's table is the closest start. A trimmed table (``keep``: the token ids its rows hold) starts at the PCA
+    of those tokens' rows.
     """
+    if keep is not None:
+        teacher_table = teacher_table[torch.as_tensor(np.asarray(keep, dtype=np.int64))]
     table = student.embed.table
     k = table.embedding_dim
-    if teacher_table.shape[0] != table.num_embeddings or k > teacher_table.shape[1]:
+    if teacher_table.shape[0] != table.num_embeddings or k > min(teacher_table.shape):
         raise ModelError(f"cannot initialise a {tuple(table.weight.shape)} table from {tuple(teacher_table.shape)}")
     e = teacher_table.detach().double()
     mean = e.mean(0, keepdim=True)
@@ -166,6 +199,19 @@ def init_embedding_from_teacher(student: nn.Module, teacher_table: torch.Tensor)
     comps = v[:k]  # (k, D)
     with torch.no_grad():
         table.weight.copy_(((e - mean) @ comps.t()).float())
+
+
+def kept_tokens(train, vocab_size: int, rows: int, special_ids=SPECIAL_IDS) -> np.ndarray:
+    """The token ids that get a table row (sorted): the special tokens, then the training split's most frequent
+    tokens (ties to the lower id) until ``rows`` are taken; tokens never seen in training get none."""
+    special = np.unique(np.asarray(special_ids, dtype=np.int64))
+    if rows <= len(special):
+        raise ModelError(f"vocab_rows {rows} leaves no row beside the {len(special)} special tokens")
+    counts = np.bincount(train.ids[train.mask == 1].ravel(), minlength=vocab_size)
+    counts[special] = 0
+    order = np.argsort(-counts, kind="stable")
+    seen = order[: min(rows - len(special), int((counts > 0).sum()))]
+    return np.union1d(special, seen)
 
 
 def param_count(model: nn.Module) -> int:

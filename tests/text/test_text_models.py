@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, ModelError
 from edgekd.text.losses import POOLED, attention_loss, hidden_loss
 from edgekd.text.metrics import embedding_metrics, linear_probe, similarity_spearman, topk_overlap
-from edgekd.text.models import TEXT_MODELS, build_text_model, init_embedding_from_teacher, param_count
+from edgekd.text.models import TEXT_MODELS, build_text_model, init_embedding_from_teacher, kept_tokens, param_count
 from edgekd.text.train import LayerPair, Recipe, Split, distill
 
 TINY = {
@@ -40,12 +40,18 @@ def test_student_embedding_is_unit_and_ignores_padding(name):
 
 
 def test_pipeline_students_fit_the_one_sixth_budget():
+    from _shared import ROOT
+
+    from edgekd.config import load_pipeline
+
     teacher_params = 22_565_376  # all-MiniLM-L6-v2 without the unused pooler
-    for name, kw in (
-        ("text_transformer", {"hidden": 128, "layers": 4, "heads": 4, "ffn": 512, "embed_dim": 64}),
-        ("text_cnn", {"hidden": 256, "layers": 4, "kernel": 5, "embed_dim": 64}),
-    ):
-        assert param_count(build_text_model({"name": name, "kwargs": kw}, 30522, 64, 384)) <= teacher_params / 6
+    stages = [s for s in load_pipeline(ROOT / "pipelines" / "text_embedding.yaml").stages if s.stage == "text_distill"]
+    assert len(stages) == 2
+    for st in stages:
+        kwargs = {**st.student.kwargs, "rows": st.vocab_rows}  # the most rows the trimmed table can have
+        assert param_count(build_text_model({"name": st.student.name, "kwargs": kwargs}, 30522, 64, 384)) <= (
+            teacher_params / 6
+        )
 
 
 def test_unknown_model_and_bad_kwargs_are_config_errors():
@@ -145,3 +151,34 @@ def test_a_killed_distillation_resumes_from_its_checkpoint(tmp_path):
     assert lines[0].startswith("resuming after epoch 1")
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in (*full.history, *resumed.history)]
     assert strip[:2] == strip[2:]  # the same two epochs, the first replayed from the checkpoint
+
+
+def test_a_trimmed_table_keeps_frequent_tokens_and_sends_the_rest_to_unk(tmp_path):
+    ids = np.array([[101, 7, 7, 7, 9, 9, 11, 102], [101, 7, 9, 12, 102, 0, 0, 0]])
+    mask = (ids != 0).astype(np.int64)
+    split = Split(ids, mask, np.zeros((2, 4), np.float32))
+    keep = kept_tokens(split, 120, rows=7, special_ids=(0, 100, 101, 102, 103))
+    assert keep.tolist() == [0, 7, 9, 100, 101, 102, 103]  # specials + the two most frequent; 11 and 12 left out
+    spec = {"name": "text_transformer", "kwargs": {**TINY["text_transformer"], "embed_dim": 4, "rows": len(keep)}}
+    torch.manual_seed(0)
+    model = build_text_model(spec, 120, 8, 12).eval()
+    model.embed.keep_tokens(keep, 100)
+    init_embedding_from_teacher(model, torch.randn(120, 16), keep)
+    assert model.embed.table.num_embeddings == 7
+    row = model.embed.remap
+    assert row[7] != row[9] and row[11] == row[12] == row[100]  # unseen tokens share [UNK]'s row
+    with torch.no_grad():
+        a = model(torch.as_tensor([[101, 11, 102]]), torch.ones(1, 3, dtype=torch.int64))
+        b = model(torch.as_tensor([[101, 100, 102]]), torch.ones(1, 3, dtype=torch.int64))
+    assert torch.allclose(a, b)
+    # the index map is saved with the weights: a rebuilt model embeds the same
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    again = build_text_model(spec, 120, 8, 12).eval()
+    again.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(again(torch.as_tensor([[101, 9, 12]]), torch.ones(1, 3, dtype=torch.int64)),
+                           model(torch.as_tensor([[101, 9, 12]]), torch.ones(1, 3, dtype=torch.int64)))  # fmt: skip
+    with pytest.raises(ModelError, match="no row beside"):
+        kept_tokens(split, 120, rows=5, special_ids=(0, 100, 101, 102, 103))
+    with pytest.raises(ModelError, match="fallback token id 55"):
+        model.embed.keep_tokens(keep, 55)

@@ -40,6 +40,7 @@ def _doc(path, **export) -> dict:
             {
                 "stage": "text_distill",
                 "student": {"name": "text_transformer", "kwargs": tiny},
+                "vocab_rows": 40,  # fewer rows than the sentences' distinct tokens: the trimmed table is exported
                 "epochs": 2,
                 "batch_size": 8,
                 "losses": {"cosine": 1.0, "relational": 1.0},
@@ -106,6 +107,7 @@ def test_tiny_text_pipeline_end_to_end(tmp_path):
     notes = [n for s in res.stages for n in s.notes]
     assert any("'skipped_empty': 1" in n and "'skipped_not_utf8': 1" in n for n in notes), notes
     assert any("truncated" in n for n in notes), notes
+    assert any("table trimmed to 40 of 30,522 tokens" in n for n in notes), notes
     bench = json.loads(res.artifacts["text_benchmark"].path.read_text())
     rows = {r["name"]: r for r in bench["rows"]}
     for name in (
