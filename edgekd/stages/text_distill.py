@@ -75,6 +75,9 @@ class TextDistillConfig(StageConfig):
     lr: float = Field(1e-3, gt=0, le=1)
     weight_decay: float = Field(0.01, ge=0, le=1)
     warmup_fraction: float = Field(0.06, ge=0, lt=1)
+    group_by_length: bool = Field(
+        True, description="batches of sentences of similar length (less padding, ~2.5x faster on the shipped corpus)"
+    )
     max_param_fraction: float | None = Field(1 / 6, gt=0, le=10, description="refuse students above this × teacher")
     untrained: bool = Field(True, description="also save the untrained student (the floor)")
 
@@ -139,6 +142,7 @@ def run_text_distill(cfg: TextDistillConfig, ctx, inputs) -> list[TorchModel]:
         cfg.warmup_fraction,
         cfg.losses.model_dump(),
         [LayerPair(t.kind, t.student, t.teacher, t.weight) for t in cfg.layers],
+        group_by_length=cfg.group_by_length,
     )
     for t in cfg.layers:
         limit = len(student.widths) if t.kind == "hidden" else len(student.widths) - 1

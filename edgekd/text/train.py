@@ -3,7 +3,9 @@
 Pooled terms (cosine, MSE, relational) need only the teacher's embeddings, computed once by the ``text_teacher``
 stage and replayed every epoch; layer terms (hidden states, attention maps) need the teacher's activations, so
 the teacher then runs live on each batch. Every batch is trimmed to its longest sentence (the models accept any
-length up to the maximum), and the epoch with the best validation Spearman is kept.
+length up to the maximum); with ``group_by_length`` the batches are drawn from windows of sentences sorted by
+length, so a batch pads to ~21 tokens instead of ~59 on the shipped corpus (the batch order stays random). The epoch
+with the best validation Spearman is kept.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Recipe:
     weights: dict[str, float] = field(default_factory=lambda: {"cosine": 1.0})
     layers: list[LayerPair] = field(default_factory=list)
     val_limit: int = 1000
+    group_by_length: bool = True
 
 
 @dataclass
@@ -67,6 +70,25 @@ def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
 
     return f
+
+
+def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group: bool, window: int = 50) -> list:
+    """One epoch's batches (arrays of row indices; the remainder below a full batch is dropped), in random order.
+
+    ``group``: shuffle, cut into windows of ``window`` batches, sort each window by length, cut into batches and
+    shuffle the batches, so the sentences of a batch have similar lengths and little padding.
+    """
+    order = rng.permutation(len(lengths))
+    steps = max(1, len(lengths) // batch_size)
+    if group:
+        span = window * batch_size
+        order = np.concatenate(
+            [c[np.argsort(-lengths[c], kind="stable")] for c in np.split(order, range(span, len(order), span))]
+        )
+    out = [order[b * batch_size : (b + 1) * batch_size] for b in range(steps)]
+    if group:
+        out = [out[i] for i in rng.permutation(len(out))]
+    return out
 
 
 def _load(path: Path | None) -> dict | None:
@@ -146,9 +168,8 @@ def distill(
             0.0,
             dict.fromkeys([*recipe.weights, *(p.kind for p in recipe.layers)], 0.0),
         )
-        order = np.random.default_rng([seed, epoch]).permutation(len(train.ids))
-        for b in range(steps):
-            rows = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
+        rng = np.random.default_rng([seed, epoch])
+        for rows in batches(lengths, recipe.batch_size, rng, recipe.group_by_length):
             width = max(int(lengths[rows].max()), 1)
             ids = torch.from_numpy(train.ids[rows, :width])
             mask = torch.from_numpy(train.mask[rows, :width])

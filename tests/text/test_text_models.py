@@ -10,7 +10,7 @@ from edgekd.errors import ConfigError, ModelError
 from edgekd.text.losses import POOLED, attention_loss, hidden_loss
 from edgekd.text.metrics import embedding_metrics, linear_probe, similarity_spearman, topk_overlap
 from edgekd.text.models import TEXT_MODELS, build_text_model, init_embedding_from_teacher, kept_tokens, param_count
-from edgekd.text.train import LayerPair, Recipe, Split, distill
+from edgekd.text.train import LayerPair, Recipe, Split, batches, distill
 
 TINY = {
     "text_transformer": {"hidden": 16, "layers": 2, "heads": 2, "ffn": 32, "embed_dim": 8},
@@ -118,6 +118,22 @@ def test_distill_moves_a_tiny_student_towards_the_teacher():
     assert res.best_val["val_cosine"] > before + 0.2
     with pytest.raises(ValueError, match="live teacher"):
         distill(student, split, split, Recipe(epochs=1, layers=[LayerPair("hidden", 1, 1, 1.0)]), 0)
+
+
+def test_length_grouped_batches_cover_each_row_once_with_less_padding():
+    lengths = np.random.default_rng(0).integers(1, 65, size=1000)
+    plain = batches(lengths, 32, np.random.default_rng(1), group=False)
+    grouped = batches(lengths, 32, np.random.default_rng(1), group=True, window=10)
+    for bs in (plain, grouped):
+        rows = np.concatenate(bs)
+        assert len(bs) == 31 and all(len(b) == 32 for b in bs) and len(np.unique(rows)) == len(rows) == 992
+    pad = [np.mean([lengths[b].max() for b in bs]) for bs in (plain, grouped)]
+    assert pad[1] < 0.6 * pad[0]  # a batch pads to its longest sentence: grouped batches are far shorter
+    starts = [int(b[0]) for b in grouped]
+    assert starts != sorted(starts, key=lambda r: -lengths[r])  # the batch order is still shuffled
+    assert [b.tolist() for b in grouped] == [
+        b.tolist() for b in batches(lengths, 32, np.random.default_rng(1), group=True, window=10)
+    ]  # and a function of the rng alone (a resumed epoch replays it)
 
 
 def test_a_killed_distillation_resumes_from_its_checkpoint(tmp_path):
