@@ -4,7 +4,7 @@ Pooled terms (cosine, MSE, relational) need only the teacher's embeddings, compu
 stage and replayed every epoch; layer terms (hidden states, attention maps) need the teacher's activations, so
 the teacher then runs live on each batch. Every batch is trimmed to its longest sentence (the models accept any
 length up to the maximum); with ``group_by_length`` the batches are drawn from windows of sentences sorted by
-length, so a batch pads to ~21 tokens instead of ~59 on the shipped corpus (the batch order stays random). The epoch
+length, so a batch pads to ~22 tokens instead of ~58 on the shipped corpus (the batch order stays random). The epoch
 with the best validation Spearman is kept.
 """
 
@@ -73,10 +73,11 @@ def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
 
 
 def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group: bool, window: int = 50) -> list:
-    """One epoch's batches (arrays of row indices; the remainder below a full batch is dropped), in random order.
+    """One epoch's batches (arrays of row indices), in random order; the remainder below a full batch is dropped.
 
     ``group``: shuffle, cut into windows of ``window`` batches, sort each window by length, cut into batches and
-    shuffle the batches, so the sentences of a batch have similar lengths and little padding.
+    shuffle the batches, so the sentences of a batch have similar lengths and little padding. The dropped remainder
+    (< ``batch_size`` rows) is then the shortest sentences of the last window, a different random window each epoch.
     """
     order = rng.permutation(len(lengths))
     steps = max(1, len(lengths) // batch_size)
