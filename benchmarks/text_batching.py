@@ -4,13 +4,15 @@
 
 Reads the run's cached training tokens (``01_text_teacher/tokens.npz``), builds the shipped Transformer student
 (``distill_transformer`` in pipelines/text_embedding.yaml, trimmed table) and times ``--steps`` training steps
-(cosine + relational loss, AdamW, 1 thread) on batches from ``edgekd.text.train.batches`` with ``group`` off and on,
-the same batches the ``text_distill`` stage draws. Run it on a quiet machine: the ratio is measured in one run.
+(the pipeline's pooled loss terms, AdamW, 1 thread) on batches from ``edgekd.text.train.batches`` with ``group``
+off and on, the same batches the ``text_distill`` stage draws. Run it on a quiet machine: the ratio is measured in
+one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import yaml
 
 from edgekd.text.losses import POOLED
 from edgekd.text.models import UNK_ID, build_text_model, kept_tokens
-from edgekd.text.train import Split, batches
+from edgekd.text.train import Split, batch_tensors, batches
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,9 +41,12 @@ def main() -> None:
         ids, mask, teacher = z["ids_train"], z["mask_train"], z["teacher_train"]
     stages = yaml.safe_load((ROOT / "pipelines" / "text_embedding.yaml").read_text())["stages"]
     cfg = next(s for s in stages if s.get("name") == "distill_transformer")
-    keep = kept_tokens(Split(ids, mask, teacher), 30522, cfg["vocab_rows"])
+    tmeta = json.loads((tokens.parent / "teacher.json").read_text())
+    train = Split(ids, mask, teacher)
+    keep = kept_tokens(train, tmeta["vocab_size"], cfg["vocab_rows"])
     kwargs = {**cfg["student"]["kwargs"], "rows": len(keep)}
-    student = build_text_model({"name": cfg["student"]["name"], "kwargs": kwargs}, 30522, ids.shape[1], 384)
+    spec = {"name": cfg["student"]["name"], "kwargs": kwargs}
+    student = build_text_model(spec, tmeta["vocab_size"], ids.shape[1], tmeta["hidden_size"])
     student.embed.keep_tokens(keep, UNK_ID)  # the trimmed table and its index map, as the stage builds them
     opt = torch.optim.AdamW(student.parameters(), cfg["lr"])
     lengths = mask.sum(1)
@@ -53,10 +58,9 @@ def main() -> None:
         picked = batches(lengths, cfg["batch_size"], np.random.default_rng(0), group)[: args.steps]
         t0 = time.perf_counter()
         for r in picked:
-            w = int(lengths[r].max())
-            emb = student(torch.from_numpy(ids[r, :w]), torch.from_numpy(mask[r, :w]))
-            t = torch.from_numpy(teacher[r])
-            loss = POOLED["cosine"](emb, t) + POOLED["relational"](emb, t)
+            b_ids, b_mask, t = batch_tensors(train, r, lengths)
+            emb = student(b_ids, b_mask)
+            loss = sum(w * POOLED[name](emb, t) for name, w in cfg["losses"].items() if w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

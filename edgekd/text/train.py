@@ -92,6 +92,16 @@ def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, grou
     return out
 
 
+def batch_tensors(split: Split, rows: np.ndarray, lengths: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """The batch's token ids and mask trimmed to its longest sentence, and the teacher's embeddings."""
+    width = max(int(lengths[rows].max()), 1)
+    return (
+        torch.from_numpy(split.ids[rows, :width]),
+        torch.from_numpy(split.mask[rows, :width]),
+        torch.from_numpy(split.teacher[rows]),
+    )
+
+
 def _load(path: Path | None) -> dict | None:
     if path is None or not path.is_file():
         return None
@@ -171,10 +181,7 @@ def distill(
         )
         rng = np.random.default_rng([seed, epoch])
         for rows in batches(lengths, recipe.batch_size, rng, recipe.group_by_length):
-            width = max(int(lengths[rows].max()), 1)
-            ids = torch.from_numpy(train.ids[rows, :width])
-            mask = torch.from_numpy(train.mask[rows, :width])
-            t_emb = torch.from_numpy(train.teacher[rows])
+            ids, mask, t_emb = batch_tensors(train, rows, lengths)
             emb, s_hidden, s_att = student.features(ids, mask)
             loss = torch.zeros(())
             for name, w in recipe.weights.items():
