@@ -1,7 +1,8 @@
 """text_distill: distil the teacher's sentence embeddings into a small student (edgekd.text.train).
 
-Pooled terms are weighted in ``losses`` (cosine, mse, relational, rkd); ``layers`` adds MiniLM/TinyBERT-style
-hidden-state and attention terms between chosen student and teacher layers (the teacher then runs live).
+Pooled terms are weighted in ``losses`` (cosine, mse, relational, rkd, anchor, neighbors; edgekd.text.losses);
+``layers`` adds MiniLM/TinyBERT-style hidden-state and attention terms between chosen student and teacher layers
+(the teacher then runs live).
 ``vocab_rows`` trims the student's table to the training split's most frequent tokens (edgekd.text.models). The
 untrained student (same seed, no training) is saved too as ``<output>_untrained``: the floor the figures are read
 against.
@@ -48,6 +49,12 @@ class PooledWeights(Strict):
     mse: float = Field(0.0, ge=0, le=1e3)
     relational: float = Field(0.0, ge=0, le=1e3, description="match the batch's pairwise cosine similarities")
     rkd: float = Field(0.0, ge=0, le=1e3, description="RKD distance term (edgekd.distill.relational)")
+    anchor: float = Field(
+        0.0, ge=0, le=1e3, description="match the similarities to every training sentence (edgekd.text.losses)"
+    )
+    neighbors: float = Field(
+        0.0, ge=0, le=1e3, description="match the similarity distribution over a bank of sentences (KL, T=0.05)"
+    )
 
 
 class LayerTerm(Strict):

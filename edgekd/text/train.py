@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from edgekd.fsutil import atomic_write_bytes
-from edgekd.text.losses import POOLED, attention_loss, hidden_loss
+from edgekd.text.losses import POOLED, anchor_loss, attention_loss, hidden_loss, neighbor_loss, second_moment
 from edgekd.text.metrics import similarity_spearman, topk_overlap
 from edgekd.text.teacher import encode
 
@@ -54,6 +54,7 @@ class Recipe:
     layers: list[LayerPair] = field(default_factory=list)
     val_limit: int = 1000
     group_by_length: bool = True
+    bank: int = 4096  # the neighbors term's random bank of training sentences, drawn afresh each step
 
 
 @dataclass
@@ -160,6 +161,16 @@ def distill(
         opt, _lr_lambda(steps * recipe.epochs, int(recipe.warmup_fraction * steps * recipe.epochs))
     )
     lengths = train.mask.sum(1)
+    moment = second_moment(train.teacher) if recipe.weights.get("anchor") else None
+
+    def pooled(name: str, emb: torch.Tensor, t_emb: torch.Tensor, bank_rng: np.random.Generator) -> torch.Tensor:
+        if name == "anchor":
+            return anchor_loss(emb, t_emb, moment)
+        if name == "neighbors":
+            rows = np.sort(bank_rng.integers(0, len(train.teacher), recipe.bank))
+            return neighbor_loss(emb, t_emb, torch.from_numpy(train.teacher[rows]))
+        return POOLED[name](emb, t_emb)
+
     best, best_state, history = None, None, []
     want_att = any(p.kind == "attention" for p in recipe.layers)
     start = 1
@@ -179,14 +190,14 @@ def distill(
             0.0,
             dict.fromkeys([*recipe.weights, *(p.kind for p in recipe.layers)], 0.0),
         )
-        rng = np.random.default_rng([seed, epoch])
+        rng, bank_rng = np.random.default_rng([seed, epoch]), np.random.default_rng([seed, epoch, 1])
         for rows in batches(lengths, recipe.batch_size, rng, recipe.group_by_length):
             ids, mask, t_emb = batch_tensors(train, rows, lengths)
             emb, s_hidden, s_att = student.features(ids, mask)
             loss = torch.zeros(())
             for name, w in recipe.weights.items():
                 if w:
-                    term = POOLED[name](emb, t_emb)
+                    term = pooled(name, emb, t_emb, bank_rng)
                     parts[name] += float(term.detach())
                     loss = loss + w * term
             if recipe.layers:

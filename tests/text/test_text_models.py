@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgekd.errors import ConfigError, ModelError
-from edgekd.text.losses import POOLED, attention_loss, hidden_loss
+from edgekd.text.losses import POOLED, anchor_loss, attention_loss, hidden_loss, second_moment
 from edgekd.text.metrics import embedding_metrics, linear_probe, similarity_spearman, topk_overlap
 from edgekd.text.models import TEXT_MODELS, build_text_model, init_embedding_from_teacher, kept_tokens, param_count
 from edgekd.text.train import LayerPair, Recipe, Split, batches, distill
@@ -83,6 +83,16 @@ def test_terms_are_zero_when_the_student_matches():
     assert float(hidden_loss(torch.nn.Identity(), h, h, mask)) == 0.0
 
 
+def test_anchor_term_is_the_mean_similarity_error_over_every_anchor():
+    g = torch.Generator().manual_seed(0)
+    anchors = torch.nn.functional.normalize(torch.randn(300, 8, generator=g, dtype=torch.float64), dim=1)
+    s, t = (torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=1) for _ in range(2))
+    brute = ((s.double() @ anchors.t() - t.double() @ anchors.t()) ** 2).mean() * 10.0
+    got = anchor_loss(s, t, second_moment(anchors))
+    assert float(got) == pytest.approx(float(brute), rel=1e-5)
+    assert float(anchor_loss(t, t, second_moment(anchors))) == pytest.approx(0.0, abs=1e-7)
+
+
 def test_metrics_on_known_cases():
     rng = np.random.default_rng(0)
     t = rng.normal(size=(40, 8))
@@ -111,7 +121,12 @@ def test_distill_moves_a_tiny_student_towards_the_teacher():
         student,
         split,
         split,
-        Recipe(epochs=8, batch_size=16, lr=5e-3, weights={"cosine": 1.0, "relational": 1.0}),
+        Recipe(
+            epochs=8,
+            batch_size=16,
+            lr=5e-3,
+            weights=dict.fromkeys(["cosine", "relational", "anchor", "neighbors"], 1.0),
+        ),
         seed=0,
         log=lambda m: None,
     )
