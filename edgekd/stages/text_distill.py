@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_serializer
 
 from edgekd.artifacts import TorchModel
 from edgekd.config import StageConfig, Strict
@@ -44,6 +44,9 @@ class TextModelSpec(Strict):
         return v
 
 
+LATER_TERMS = ("anchor", "neighbors")
+
+
 class PooledWeights(Strict):
     cosine: float = Field(1.0, ge=0, le=1e3)
     mse: float = Field(0.0, ge=0, le=1e3)
@@ -55,6 +58,16 @@ class PooledWeights(Strict):
     neighbors: float = Field(
         0.0, ge=0, le=1e3, description="match the similarity distribution over a bank of sentences (KL, T=0.05)"
     )
+
+    @model_serializer(mode="wrap")
+    def _unused_later_terms_left_out(self, handler):
+        # Terms added after the first release appear in dumps (and so in cache keys and checkpoint folders) only when
+        # weighted: a zero weight is no term at all, and runs made before the terms existed stay valid.
+        out = handler(self)
+        for k in LATER_TERMS:
+            if not out.get(k):
+                out.pop(k, None)
+        return out
 
 
 class LayerTerm(Strict):

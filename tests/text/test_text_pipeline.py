@@ -93,6 +93,15 @@ def test_text_pipeline_validates_and_rejects_unknown_loss(tmp_path):
         validate_document(doc)
 
 
+def test_unweighted_later_terms_leave_the_cache_key_as_it_was(tmp_path):
+    # runs and checkpoints made before the anchor / neighbors terms existed must stay valid
+    doc = _doc(tmp_path / "s.txt")
+    cfg = validate_document(doc).stages[2]
+    assert cfg.model_dump()["losses"] == {"cosine": 1.0, "mse": 0.0, "relational": 1.0, "rkd": 0.0}
+    doc["stages"][2]["losses"] = {"cosine": 1.0, "anchor": 2.0}
+    assert validate_document(doc).stages[2].model_dump()["losses"]["anchor"] == 2.0
+
+
 @pytest.mark.integration
 def test_tiny_text_pipeline_end_to_end(tmp_path):
     pytest.importorskip("transformers")
