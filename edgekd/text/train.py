@@ -1,11 +1,11 @@
 """The distillation loop for sentence-embedding students: read top to bottom.
 
-Pooled terms (cosine, MSE, relational) need only the teacher's embeddings, computed once by the ``text_teacher``
-stage and replayed every epoch; layer terms (hidden states, attention maps) need the teacher's activations, so
-the teacher then runs live on each batch. Every batch is trimmed to its longest sentence (the models accept any
-length up to the maximum); with ``group_by_length`` the batches are drawn from windows of sentences sorted by
-length, so a batch pads to ~22 tokens instead of ~58 on the shipped corpus (the batch order stays random). The epoch
-with the best validation Spearman is kept.
+Pooled terms (cosine, MSE, relational, anchor, neighbors) need only the teacher's embeddings, computed once by the
+``text_teacher`` stage and replayed every epoch; layer terms (hidden states, attention maps) need the teacher's
+activations, so the teacher then runs live on each batch. Every batch is trimmed to its longest sentence (the models
+accept any length up to the maximum); with ``group_by_length`` the batches are drawn from windows of sentences sorted
+by length, so a batch pads to ~22 tokens instead of ~58 on the shipped corpus (the batch order stays random). The
+epoch with the best validation Spearman is kept.
 """
 
 from __future__ import annotations
