@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgekd.errors import ConfigError, ModelError
-from edgekd.text.losses import POOLED, anchor_loss, attention_loss, hidden_loss, second_moment
+from edgekd.text.losses import POOLED, anchor_loss, attention_loss, hidden_loss, neighbor_loss, second_moment
 from edgekd.text.metrics import embedding_metrics, linear_probe, similarity_spearman, topk_overlap
 from edgekd.text.models import TEXT_MODELS, build_text_model, init_embedding_from_teacher, kept_tokens, param_count
 from edgekd.text.train import LayerPair, Recipe, Split, batches, distill
@@ -91,6 +91,9 @@ def test_anchor_term_is_the_mean_similarity_error_over_every_anchor():
     got = anchor_loss(s, t, second_moment(anchors))
     assert float(got) == pytest.approx(float(brute), rel=1e-5)
     assert float(anchor_loss(t, t, second_moment(anchors))) == pytest.approx(0.0, abs=1e-7)
+    bank = anchors[:64].float()
+    assert float(neighbor_loss(t, t, bank)) == pytest.approx(0.0, abs=1e-6)
+    assert float(neighbor_loss(s, t, bank)) > 0.1  # different sentences: different nearest anchors
 
 
 def test_metrics_on_known_cases():

@@ -93,8 +93,8 @@ def test_text_pipeline_validates_and_rejects_unknown_loss(tmp_path):
         validate_document(doc)
 
 
-def test_unweighted_later_terms_leave_the_cache_key_as_it_was(tmp_path):
-    # runs and checkpoints made before the anchor / neighbors terms existed must stay valid
+def test_unweighted_later_terms_stay_out_of_the_config_dump(tmp_path):
+    # the dump is what the cache key hashes: runs and checkpoints made before anchor / neighbors existed stay valid
     doc = _doc(tmp_path / "s.txt")
     cfg = validate_document(doc).stages[2]
     assert cfg.model_dump()["losses"] == {"cosine": 1.0, "mse": 0.0, "relational": 1.0, "rkd": 0.0}
