@@ -20,9 +20,8 @@ import numpy as np
 import torch
 import yaml
 
-from edgekd.text.losses import POOLED
 from edgekd.text.models import UNK_ID, build_text_model, kept_tokens
-from edgekd.text.train import Split, batch_tensors, batches
+from edgekd.text.train import PooledLoss, Split, batch_tensors, batches
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +49,7 @@ def main() -> None:
     student.embed.keep_tokens(keep, UNK_ID)  # the trimmed table and its index map, as the stage builds them
     opt = torch.optim.AdamW(student.parameters(), cfg["lr"])
     lengths = mask.sum(1)
+    pooled = PooledLoss(cfg["losses"], teacher)
     print(
         f"{len(ids):,} training sentences, length median {np.median(lengths):.0f}, p99 {np.percentile(lengths, 99):.0f}"
     )
@@ -60,7 +60,7 @@ def main() -> None:
         for r in picked:
             b_ids, b_mask, t = batch_tensors(train, r, lengths)
             emb = student(b_ids, b_mask)
-            loss = sum(w * POOLED[name](emb, t) for name, w in cfg["losses"].items() if w)
+            loss, _ = pooled(emb, t, np.random.default_rng(0))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -103,6 +103,33 @@ def batch_tensors(split: Split, rows: np.ndarray, lengths: np.ndarray) -> tuple[
     )
 
 
+class PooledLoss:
+    """The weighted sum of the non-zero pooled terms for a batch, and each term (for the epoch's log).
+
+    ``anchor``'s second-moment matrix is computed once here; ``neighbors`` draws its bank of ``bank`` training
+    sentences' teacher embeddings from the ``bank_rng`` passed with each batch.
+    """
+
+    def __init__(self, weights: dict[str, float], teacher: np.ndarray, bank: int = 4096):
+        self.weights = {k: w for k, w in weights.items() if w}
+        self.teacher, self.bank = teacher, bank
+        self.moment = second_moment(teacher) if "anchor" in self.weights else None
+
+    def term(self, name: str, emb: torch.Tensor, t_emb: torch.Tensor, bank_rng: np.random.Generator) -> torch.Tensor:
+        if name == "anchor":
+            return anchor_loss(emb, t_emb, self.moment)
+        if name == "neighbors":
+            rows = np.sort(bank_rng.integers(0, len(self.teacher), self.bank))
+            return neighbor_loss(emb, t_emb, torch.from_numpy(self.teacher[rows]))
+        return POOLED[name](emb, t_emb)
+
+    def __call__(
+        self, emb: torch.Tensor, t_emb: torch.Tensor, bank_rng: np.random.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms = {name: self.term(name, emb, t_emb, bank_rng) for name in self.weights}
+        return sum((self.weights[n] * t for n, t in terms.items()), torch.zeros(())), terms
+
+
 def _load(path: Path | None) -> dict | None:
     if path is None or not path.is_file():
         return None
@@ -161,16 +188,7 @@ def distill(
         opt, _lr_lambda(steps * recipe.epochs, int(recipe.warmup_fraction * steps * recipe.epochs))
     )
     lengths = train.mask.sum(1)
-    moment = second_moment(train.teacher) if recipe.weights.get("anchor") else None
-
-    def pooled(name: str, emb: torch.Tensor, t_emb: torch.Tensor, bank_rng: np.random.Generator) -> torch.Tensor:
-        if name == "anchor":
-            return anchor_loss(emb, t_emb, moment)
-        if name == "neighbors":
-            rows = np.sort(bank_rng.integers(0, len(train.teacher), recipe.bank))
-            return neighbor_loss(emb, t_emb, torch.from_numpy(train.teacher[rows]))
-        return POOLED[name](emb, t_emb)
-
+    pooled = PooledLoss(recipe.weights, train.teacher, recipe.bank)
     best, best_state, history = None, None, []
     want_att = any(p.kind == "attention" for p in recipe.layers)
     start = 1
@@ -194,12 +212,9 @@ def distill(
         for rows in batches(lengths, recipe.batch_size, rng, recipe.group_by_length):
             ids, mask, t_emb = batch_tensors(train, rows, lengths)
             emb, s_hidden, s_att = student.features(ids, mask)
-            loss = torch.zeros(())
-            for name, w in recipe.weights.items():
-                if w:
-                    term = pooled(name, emb, t_emb, bank_rng)
-                    parts[name] += float(term.detach())
-                    loss = loss + w * term
+            loss, terms = pooled(emb, t_emb, bank_rng)
+            for name, term in terms.items():
+                parts[name] += float(term.detach())
             if recipe.layers:
                 with torch.no_grad():
                     _, t_hidden, t_att = teacher.features(ids, mask, attentions=want_att)
