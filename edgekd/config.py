@@ -21,6 +21,46 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+ADDED_LATER = "added_later"
+
+
+def added_later(*args: Any, **kwargs: Any) -> Any:
+    """A ``Field`` for an option added after stages were already cached: at its default it stays out of cache keys
+    (:func:`key_dump`), so runs and resume checkpoints made before the option existed stay valid."""
+    return Field(*args, json_schema_extra={ADDED_LATER: True}, **kwargs)
+
+
+def _later_defaults(value: Any) -> Any:
+    """A pydantic ``exclude`` tree of the ``added_later`` fields that hold their default, through nested models,
+    lists and dicts of models; None where there is nothing to leave out."""
+    if isinstance(value, BaseModel):
+        out = {}
+        for name, field in type(value).model_fields.items():
+            v = getattr(value, name)
+            extra = field.json_schema_extra
+            if isinstance(extra, dict) and extra.get(ADDED_LATER) and v == field.get_default(call_default_factory=True):
+                out[name] = True
+            elif (sub := _later_defaults(v)) is not None:
+                out[name] = sub
+        return out or None
+    if isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    elif isinstance(value, dict):
+        items = value.items()
+    else:
+        return None
+    out = {k: sub for k, v in items if (sub := _later_defaults(v)) is not None}
+    return out or None
+
+
+def key_dump(cfg: BaseModel, exclude: set[str] = frozenset()) -> dict:
+    """The config as its cache key hashes it: ``model_dump(mode="json")`` without ``exclude`` (top-level names) and
+    without the ``added_later`` fields that hold their default."""
+    tree = _later_defaults(cfg) or {}
+    tree.update(dict.fromkeys(exclude, True))
+    return cfg.model_dump(mode="json", exclude=tree)
+
+
 class ModelSpec(Strict):
     """A model from the zoo (``name``) or the user's own class (``import: package.module:Class``)."""
 

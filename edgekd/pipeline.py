@@ -23,7 +23,7 @@ from pathlib import Path
 
 from edgekd import __version__, distributed
 from edgekd.artifacts import Artifact
-from edgekd.config import PipelineConfig, StageConfig
+from edgekd.config import PipelineConfig, StageConfig, key_dump
 from edgekd.console import log
 from edgekd.errors import EdgekdError, StageError
 from edgekd.fsutil import atomic_write_json, ensure_free_space, json_sha256
@@ -47,8 +47,8 @@ def library_versions(names: tuple[str, ...]) -> dict[str, str]:
 
 def cache_key(stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact]) -> str:
     """Hash of everything that can change a stage's outputs: its config, inputs' content, seed (for stages that
-    use it), device, versions."""
-    config = cfg.model_dump(mode="json", exclude={"enabled"})
+    use it), device, versions. Options added later (``edgekd.config.added_later``) count only when set."""
+    config = key_dump(cfg, exclude={"enabled"})
     return json_sha256(
         {
             "stage": stage.name,

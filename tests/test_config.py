@@ -1,7 +1,8 @@
 import pytest
 from _shared import ROOT
+from pydantic import Field
 
-from edgekd.config import apply_overrides, load_pipeline, validate_document
+from edgekd.config import Strict, added_later, apply_overrides, key_dump, load_pipeline, validate_document
 from edgekd.errors import ConfigError
 
 
@@ -92,3 +93,28 @@ def test_model_spec_needs_exactly_one_source(tiny_doc):
     tiny_doc["stages"][1]["student"] = {"name": "tiny_cnn", "import": "x.y:Z"}
     with pytest.raises(ConfigError, match="exactly one of 'name'"):
         validate_document(tiny_doc)
+
+
+class _Inner(Strict):
+    a: int = 1
+    late: float = added_later(0.0)
+
+
+class _Outer(Strict):
+    inner: _Inner = Field(default_factory=_Inner)
+    items: list[_Inner] = Field(default_factory=lambda: [_Inner(), _Inner(late=2.0)])
+    named: dict[str, _Inner] = Field(default_factory=lambda: {"x": _Inner()})
+    late_list: list[int] = added_later(default_factory=list)
+    enabled: bool = True
+
+
+def test_key_dump_leaves_out_options_added_later_only_at_their_default():
+    cfg = _Outer()
+    assert key_dump(cfg, exclude={"enabled"}) == {
+        "inner": {"a": 1},
+        "items": [{"a": 1}, {"a": 1, "late": 2.0}],
+        "named": {"x": {"a": 1}},
+    }
+    assert cfg.model_dump(mode="json")["inner"] == {"a": 1, "late": 0.0}  # manifests still show every option
+    cfg.late_list, cfg.inner.late = [3], 0.5
+    assert key_dump(cfg)["late_list"] == [3] and key_dump(cfg)["inner"] == {"a": 1, "late": 0.5}

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_serializer
+from pydantic import Field, field_validator
 
 from edgekd.artifacts import TorchModel
-from edgekd.config import StageConfig, Strict
+from edgekd.config import StageConfig, Strict, added_later
 from edgekd.console import log
 from edgekd.stages.base import register_stage, require
 from edgekd.text.io import load_split, save_text_model
@@ -44,30 +44,17 @@ class TextModelSpec(Strict):
         return v
 
 
-LATER_TERMS = ("anchor", "neighbors")
-
-
 class PooledWeights(Strict):
     cosine: float = Field(1.0, ge=0, le=1e3)
     mse: float = Field(0.0, ge=0, le=1e3)
     relational: float = Field(0.0, ge=0, le=1e3, description="match the batch's pairwise cosine similarities")
     rkd: float = Field(0.0, ge=0, le=1e3, description="RKD distance term (edgekd.distill.relational)")
-    anchor: float = Field(
+    anchor: float = added_later(
         0.0, ge=0, le=1e3, description="match the similarities to every training sentence (edgekd.text.losses)"
     )
-    neighbors: float = Field(
+    neighbors: float = added_later(
         0.0, ge=0, le=1e3, description="match the similarity distribution over a bank of sentences (KL, T=0.05)"
     )
-
-    @model_serializer(mode="wrap")
-    def _unused_later_terms_left_out(self, handler):
-        # Terms added after the first release appear in dumps (and so in cache keys and checkpoint folders) only when
-        # weighted: a zero weight is no term at all, and runs made before the terms existed stay valid.
-        out = handler(self)
-        for k in LATER_TERMS:
-            if not out.get(k):
-                out.pop(k, None)
-        return out
 
 
 class LayerTerm(Strict):
