@@ -85,9 +85,11 @@ def quantize_qdq(
     feeds: Iterable[dict[str, np.ndarray]],
     work: Path,
     op_types: list[str] | None = None,
+    float_outputs: bool = False,
 ) -> None:
     """onnxruntime static QDQ quantization, one calibration batch per ``feeds`` item: int8 per-channel symmetric
-    weights, int8 asymmetric activations; ``op_types`` limits which operators get QDQ (default: all it supports)."""
+    weights, int8 asymmetric activations; ``op_types`` limits which operators get QDQ (default: all it supports);
+    ``float_outputs`` leaves those operators' outputs float (int8 inputs and weights, float result)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -101,6 +103,9 @@ def quantize_qdq(
     pre = work / "pre.onnx"
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
     extra = {"op_types_to_quantize": op_types} if op_types else {}
+    options = {"ActivationSymmetric": False, "WeightSymmetric": True}
+    if float_outputs:
+        options["OpTypesToExcludeOutputQuantization"] = op_types or ["MatMul", "Gemm", "Conv"]
     with atomic_path(out_path) as tmp:
         quantize_static(
             str(pre),
@@ -110,7 +115,7 @@ def quantize_qdq(
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            extra_options=options,
             **extra,
         )
 

@@ -23,6 +23,7 @@ from edgekd.text.export import (
     attach_text_metadata,
     convert_tflite_text,
     export_onnx_text,
+    outlier_linears,
     precision_detail,
     quantize_onnx_text,
     text_metadata,
@@ -42,6 +43,12 @@ class TextExportConfig(StageConfig):
     verify_samples: int = Field(128, ge=2, le=100_000, description="test sentences each file is checked on")
     tolerance: float = Field(1e-4, gt=0, description="fp32: max abs embedding difference vs PyTorch")
     min_int8_cosine: float = Field(0.95, ge=0, le=1, description="int8: mean cosine to the fp32 embeddings")
+    float_outlier_ratio: float | None = Field(
+        10.0,
+        ge=1,
+        description="int8 TFLite: Linear layers whose output has a channel >= this x the median channel's range on "
+        "the calibration sentences stay float, with the residual add they feed (None: quantise every layer)",
+    )
 
 
 def _inputs(cfg: TextExportConfig, store) -> list[str]:
@@ -62,11 +69,21 @@ def _one(cfg, ctx, name: str, model, meta: dict, fmt: str, precision: str, cal, 
             if not fp32.is_file():
                 info["exporter"] = export_onnx_text(model, max_length, fp32, cfg.opset)
             quantize_onnx_text(fp32, path, *cal)
-            info["quantization"] = "static QDQ (onnxruntime), int8 weights and activations; embedding table float"
+            info["quantization"] = (
+                "static QDQ (onnxruntime), int8 weights and MatMul inputs, float MatMul outputs; embedding table float"
+            )
     else:
-        info = convert_tflite_text(model, max_length, path, precision, cal if precision == "int8" else None)
+        keep = {}
+        if precision == "int8" and cfg.float_outlier_ratio is not None:
+            keep = outlier_linears(model, *cal, cfg.float_outlier_ratio)
+        info = convert_tflite_text(
+            model, max_length, path, precision, cal if precision == "int8" else None, float_modules=tuple(keep)
+        )
         if precision == "int8":
             info["quantization"] = "PT2E static full-integer PTQ (litert-torch); embedding table float, float32 output"
+            if keep:
+                info["float_layers"] = keep  # {module: its output's largest / median channel range}
+                info["quantization"] += f"; {len(keep)} outlier layer(s) float with their residual add"
     detail = precision_detail(path)
     md = text_metadata(
         {**meta, "source": name, "precision": detail["precision"]},

@@ -69,8 +69,41 @@ def quantize_onnx_text(fp32: Path, out: Path, ids: np.ndarray, mask: np.ndarray)
     feeds = ({INPUT_NAMES[0]: ids[i : i + 1], INPUT_NAMES[1]: mask[i : i + 1]} for i in range(len(ids)))
     with tempfile.TemporaryDirectory(prefix="edgekd-ortq-") as tmpdir:
         # not Add/Mul: the additive attention mask (-1e4) in an int8 Add wipes out the attention scores
-        # (mean cosine to fp32 0.76 measured on the Transformer student; 0.9997 without)
-        quantize_qdq(fp32, out, feeds, Path(tmpdir), op_types=["MatMul", "Gemm", "Conv"])
+        # (mean cosine to fp32 0.76 measured on the Transformer student; 0.9997 without). Outputs float: they feed
+        # float Add / LayerNorm anyway, and an int8 output flattens a massive-activation channel's neighbours
+        # (12-epoch student: 0.939 with int8 outputs, 0.999 without; see outlier_linears)
+        quantize_qdq(fp32, out, feeds, Path(tmpdir), op_types=["MatMul", "Gemm", "Conv"], float_outputs=True)
+
+
+@torch.no_grad()
+def outlier_linears(model: torch.nn.Module, ids: np.ndarray, mask: np.ndarray, ratio: float) -> dict[str, float]:
+    """Linear layers whose output has a channel at least ``ratio`` × the median channel's range on these sentences.
+
+    Long-trained post-LN Transformers grow "massive activations": one channel of a layer's output hundreds of times
+    larger than the rest (the 12-epoch text student: 1,974 in one channel of ``layers.0.ff2`` against a median
+    channel of 12). A per-tensor int8 scale sized for it leaves the other channels a few steps, so such layers (and
+    the residual add they feed) stay float in the int8 TFLite file. Returns {module name: ratio}.
+    """
+    peaks: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def record(_mod, _inp, out):
+            peak = out.detach().abs().reshape(-1, out.shape[-1]).amax(0)
+            peaks[name] = peak if name not in peaks else torch.maximum(peaks[name], peak)
+
+        return record
+
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    handles = [m.register_forward_hook(hook(n)) for n, m in linears.items()]
+    try:
+        model.eval()
+        for i in range(0, len(ids), 32):
+            model(torch.from_numpy(ids[i : i + 32]), torch.from_numpy(mask[i : i + 32]))
+    finally:
+        for h in handles:
+            h.remove()
+    found = {n: float(p.max() / p.median().clamp_min(1e-12)) for n, p in peaks.items()}
+    return {n: round(r, 1) for n, r in found.items() if r >= ratio}
 
 
 def convert_tflite_text(
@@ -79,8 +112,11 @@ def convert_tflite_text(
     out: Path,
     precision: str,
     calib: tuple[np.ndarray, np.ndarray] | None = None,
+    float_modules: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """litert-torch conversion; int8 is PT2E static full-integer PTQ with float32 output (a DEQUANTIZE added)."""
+    """litert-torch conversion; int8 is PT2E static full-integer PTQ with float32 output (a DEQUANTIZE added).
+
+    ``float_modules``: Linear layers (module names) left float, with the residual add they feed (outlier_linears)."""
     from edgekd.convert.via_litert_torch import _strip_dropout, add_float_io, describe_failure, quiet_native_output
     from edgekd.text.models import export_inputs
 
@@ -102,7 +138,7 @@ def convert_tflite_text(
 
                 if calib is None:
                     raise ModelError("int8 TFLite needs calibration sentences")
-                q = pt2e_quantizer.PT2EQuantizer().set_global(
+                q = _quantizer_with_float(pt2e_quantizer.PT2EQuantizer, float_modules)().set_global(
                     pt2e_quantizer.get_symmetric_quantization_config(
                         is_per_channel=True, is_qat=False, is_dynamic=False
                     )
@@ -130,6 +166,31 @@ def convert_tflite_text(
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
     return {"converter": "litert-torch", "precision": precision, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _quantizer_with_float(base: type, names: tuple[str, ...]) -> type:
+    """``base`` (litert-torch's PT2E quantizer) that leaves the Linear layers ``names`` and the adds their outputs
+    feed unannotated, so they stay float (litert-torch's own module-name filter does not match torch 2.13's
+    ``nn_module_stack`` keys, and refuses a None config)."""
+    if not names:
+        return base
+    from litert_torch.quantize.pt2e_quantizer_utils import _mark_nodes_as_annotated
+
+    def module_of(node) -> str | None:
+        stack = list(node.meta.get("nn_module_stack", {}).values())
+        return stack[-1][0] if stack else None
+
+    ADDS = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
+
+    class WithFloat(base):
+        def annotate(self, model):
+            for node in model.graph.nodes:
+                if node.target == torch.ops.aten.linear.default and module_of(node) in names:
+                    adds = [u for u in node.users if u.target in ADDS]
+                    _mark_nodes_as_annotated([node, *adds])  # marked with no specs: every annotator skips them
+            return super().annotate(model)
+
+    return WithFloat
 
 
 def precision_detail(path: Path) -> dict[str, Any]:
