@@ -84,24 +84,19 @@ def outlier_linears(model: torch.nn.Module, ids: np.ndarray, mask: np.ndarray, r
     channel of 12). A per-tensor int8 scale sized for it leaves the other channels a few steps, so such layers (and
     the residual add they feed) stay float in the int8 TFLite file. Returns {module name: ratio}.
     """
-    peaks: dict[str, torch.Tensor] = {}
+    from edgekd.distill.taps import FeatureTaps
 
-    def hook(name):
-        def record(_mod, _inp, out):
-            peak = out.detach().abs().reshape(-1, out.shape[-1]).amax(0)
-            peaks[name] = peak if name not in peaks else torch.maximum(peaks[name], peak)
-
-        return record
-
-    linears = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    handles = [m.register_forward_hook(hook(n)) for n, m in linears.items()]
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    taps, peaks = FeatureTaps(model, names, "the student"), {}
     try:
         model.eval()
         for i in range(0, len(ids), 32):
             model(torch.from_numpy(ids[i : i + 32]), torch.from_numpy(mask[i : i + 32]))
+            for name, out in taps.take().items():
+                peak = out.abs().reshape(-1, out.shape[-1]).amax(0)
+                peaks[name] = torch.maximum(peaks[name], peak) if name in peaks else peak
     finally:
-        for h in handles:
-            h.remove()
+        taps.remove()
     found = {n: float(p.max() / p.median().clamp_min(1e-12)) for n, p in peaks.items()}
     return {n: round(r, 1) for n, r in found.items() if r >= ratio}
 
