@@ -2,7 +2,8 @@
 
 Pooled terms are weighted in ``losses`` (cosine, mse, relational, rkd, anchor, neighbors; edgekd.text.losses);
 ``layers`` adds MiniLM/TinyBERT-style hidden-state and attention terms between chosen student and teacher layers
-(the teacher then runs live).
+(hidden states only: the teacher runs once, before training, and its token states are replayed; with attention
+terms it runs live on each batch).
 ``vocab_rows`` trims the student's table to the training split's most frequent tokens (edgekd.text.models). The
 untrained student (same seed, no training) is saved too as ``<output>_untrained``: the floor the figures are read
 against.
@@ -18,6 +19,7 @@ from edgekd.artifacts import TorchModel
 from edgekd.config import StageConfig, Strict, added_later
 from edgekd.console import log
 from edgekd.stages.base import register_stage, require
+from edgekd.text.from_teacher import init_from_teacher_layers
 from edgekd.text.io import load_split, save_text_model
 from edgekd.text.models import (
     SPECIAL_IDS,
@@ -74,6 +76,11 @@ class TextDistillConfig(StageConfig):
         le=1_000_000,
         description="None: a table row for every token of the teacher's vocabulary; N: rows only for the special "
         "tokens and the training split's most frequent tokens (at most N rows), the others share [UNK]'s row",
+    )
+    teacher_layers: list[int] | None = added_later(
+        None,
+        description="start the student from these teacher layers (0-based, one per student layer), FFNs pruned to "
+        "the student's ffn by activation importance (edgekd.text.from_teacher); needs the teacher's width and heads",
     )
     losses: PooledWeights = Field(default_factory=PooledWeights)
     layers: list[LayerTerm] = Field(default_factory=list)
@@ -133,13 +140,27 @@ def run_text_distill(cfg: TextDistillConfig, ctx, inputs) -> list[TorchModel]:
             )
         )
     teacher = None
-    if cfg.init_embedding == "teacher_pca" or cfg.layers:
+    if cfg.init_embedding == "teacher_pca" or cfg.layers or cfg.teacher_layers:
         from edgekd.text.teacher import load_teacher
 
         teacher, _ = load_teacher(
             inputs["text_teacher"].meta["package"], attentions=any(t.kind == "attention" for t in cfg.layers)
         )
-    if cfg.init_embedding == "teacher_pca":
+    if cfg.teacher_layers:
+        if not hasattr(student, "layers"):
+            raise ValueError(
+                f"teacher_layers: {cfg.student.name} has no Transformer layers to start from the teacher's"
+            )
+        n_cal = min(len(train.ids), 2048)
+        kept = init_from_teacher_layers(
+            student, teacher.bert, cfg.teacher_layers, train.ids[:n_cal], train.mask[:n_cal], keep
+        )
+        ctx.note(
+            f"{cfg.output}: started from teacher layers {kept['teacher_layers']}, FFN {kept['ffn']} of the "
+            f"teacher's neurons by importance on {n_cal} training sentences (share of importance kept per layer: "
+            f"{kept['importance_kept']})"
+        )
+    elif cfg.init_embedding == "teacher_pca":
         init_embedding_from_teacher(student, teacher.bert.embeddings.word_embeddings.weight, keep)
     recipe = Recipe(
         cfg.epochs,

@@ -180,12 +180,12 @@ def build_text_model(spec: dict, vocab_size: int, max_length: int, out_dim: int)
 
 def init_embedding_from_teacher(
     student: nn.Module, teacher_table: torch.Tensor, keep: np.ndarray | None = None
-) -> None:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Start the student's narrow table at the teacher's word embeddings' top principal components.
 
     DistilBERT initialises from the teacher; the widths differ here, so the best rank-k linear summary (PCA) of the
     teacher's table is the closest start. A trimmed table (``keep``: the token ids its rows hold) starts at the PCA
-    of those tokens' rows.
+    of those tokens' rows. Returns the mean row (D,) and the components (k, D), float64.
     """
     if keep is not None:
         teacher_table = teacher_table[torch.as_tensor(np.asarray(keep, dtype=np.int64))]
@@ -199,6 +199,7 @@ def init_embedding_from_teacher(
     comps = v[:k]  # (k, D)
     with torch.no_grad():
         table.weight.copy_(((e - mean) @ comps.t()).float())
+    return mean[0], comps
 
 
 def kept_tokens(train, vocab_size: int, rows: int, special_ids=SPECIAL_IDS) -> np.ndarray:

@@ -1,8 +1,10 @@
 """The distillation loop for sentence-embedding students: read top to bottom.
 
 Pooled terms (cosine, MSE, relational, anchor, neighbors) need only the teacher's embeddings, computed once by the
-``text_teacher`` stage and replayed every epoch; layer terms (hidden states, attention maps) need the teacher's
-activations, so the teacher then runs live on each batch. Every batch is trimmed to its longest sentence (the models
+``text_teacher`` stage and replayed every epoch. Hidden-state terms need the teacher's token states: with only those,
+the teacher runs once over the training split before the first epoch and its states are kept (float16, padding
+dropped: ~1.8 GB per teacher layer for the shipped 110 k sentences) and replayed like the embeddings; attention terms
+make the teacher run live on each batch. Every batch is trimmed to its longest sentence (the models
 accept any length up to the maximum); with ``group_by_length`` the batches are drawn from windows of sentences sorted
 by length, so a batch pads to ~22 tokens instead of ~58 on the shipped corpus (the batch order stays random). The
 epoch with the best validation Spearman is kept.
@@ -103,6 +105,44 @@ def batch_tensors(split: Split, rows: np.ndarray, lengths: np.ndarray) -> tuple[
     )
 
 
+class TeacherStates:
+    """The teacher's token states of chosen layers for every training sentence, float16, padding dropped.
+
+    Row i's states lie at ``flat[layer][offsets[i] : offsets[i] + lengths[i]]``; ``batch`` pads them back.
+    """
+
+    def __init__(self, teacher: nn.Module, split: Split, layers: list[int], batch_size: int = 128):
+        lengths = split.mask.sum(1).astype(np.int64)
+        self.lengths, self.offsets = lengths, np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        self.flat: dict[int, np.ndarray] = {}
+        order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding
+        with torch.no_grad():
+            for b in range(0, len(order), batch_size):
+                rows = order[b : b + batch_size]
+                n = max(int(lengths[rows].max()), 1)
+                _, hidden, _ = teacher.features(
+                    torch.from_numpy(split.ids[rows, :n]), torch.from_numpy(split.mask[rows, :n])
+                )
+                for k in layers:
+                    h = hidden[k].numpy()
+                    if k not in self.flat:
+                        self.flat[k] = np.empty((int(lengths.sum()), h.shape[-1]), np.float16)
+                    for j, r in enumerate(rows):
+                        o = self.offsets[r]
+                        self.flat[k][o : o + lengths[r]] = h[j, : lengths[r]]
+
+    def batch(self, rows: np.ndarray, width: int) -> dict[int, torch.Tensor]:
+        """Each layer's states for ``rows``, zero-padded to ``width`` tokens: (B, width, D) float32."""
+        out = {}
+        for k, flat in self.flat.items():
+            t = np.zeros((len(rows), width, flat.shape[1]), np.float32)
+            for j, r in enumerate(rows):
+                n = min(int(self.lengths[r]), width)
+                t[j, :n] = flat[self.offsets[r] : self.offsets[r] + n]
+            out[k] = torch.from_numpy(t)
+        return out
+
+
 class PooledLoss:
     """The weighted sum of the non-zero pooled terms for a batch, and each term (for the epoch's log).
 
@@ -128,6 +168,11 @@ class PooledLoss:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         terms = {name: self.term(name, emb, t_emb, bank_rng) for name in self.weights}
         return sum((self.weights[n] * t for n, t in terms.items()), torch.zeros(())), terms
+
+
+def _width(teacher: nn.Module, layer: int) -> int:
+    """The width of the teacher's hidden states after ``layer`` (MiniLM's config, or an edgekd text model's)."""
+    return teacher.bert.config.hidden_size if hasattr(teacher, "bert") else teacher.widths[layer]
 
 
 def _load(path: Path | None) -> dict | None:
@@ -168,10 +213,9 @@ def distill(
     torch.manual_seed(seed)
     if recipe.layers and teacher is None:
         raise ValueError("hidden-state / attention terms need the live teacher")
-    t_width = train.teacher.shape[1] if teacher is None else teacher.bert.config.hidden_size
     projs = nn.ModuleDict(
         {
-            f"{p.student}_{p.teacher}": nn.Linear(student.widths[p.student], t_width)
+            f"{p.student}_{p.teacher}": nn.Linear(student.widths[p.student], _width(teacher, p.teacher))
             for p in recipe.layers
             if p.kind == "hidden"
         }
@@ -191,6 +235,11 @@ def distill(
     pooled = PooledLoss(recipe.weights, train.teacher, recipe.bank)
     best, best_state, history = None, None, []
     want_att = any(p.kind == "attention" for p in recipe.layers)
+    cached = None
+    if recipe.layers and not want_att:
+        t0 = time.perf_counter()
+        cached = TeacherStates(teacher, train, sorted({p.teacher for p in recipe.layers}))
+        log(f"teacher token states of layers {sorted(cached.flat)} kept ({time.perf_counter() - t0:.0f} s)")
     start = 1
     saved = _load(checkpoint)
     if saved is not None:
@@ -215,18 +264,20 @@ def distill(
             loss, terms = pooled(emb, t_emb, bank_rng)
             for name, term in terms.items():
                 parts[name] += float(term.detach())
-            if recipe.layers:
+            if cached is not None:
+                t_hidden, t_att = cached.batch(rows, ids.shape[1]), []
+            elif recipe.layers:
                 with torch.no_grad():
                     _, t_hidden, t_att = teacher.features(ids, mask, attentions=want_att)
-                for p in recipe.layers:
-                    if p.kind == "hidden":
-                        term = hidden_loss(
-                            projs[f"{p.student}_{p.teacher}"], s_hidden[p.student], t_hidden[p.teacher], mask
-                        )
-                    else:
-                        term = attention_loss(s_att[p.student], t_att[p.teacher], mask)
-                    parts[p.kind] += float(term.detach())
-                    loss = loss + p.weight * term
+            for p in recipe.layers:
+                if p.kind == "hidden":
+                    term = hidden_loss(
+                        projs[f"{p.student}_{p.teacher}"], s_hidden[p.student], t_hidden[p.teacher], mask
+                    )
+                else:
+                    term = attention_loss(s_att[p.student], t_att[p.teacher], mask)
+                parts[p.kind] += float(term.detach())
+                loss = loss + p.weight * term
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, 1.0)

@@ -10,7 +10,7 @@ from edgekd.errors import ConfigError, ModelError
 from edgekd.text.losses import POOLED, anchor_loss, attention_loss, hidden_loss, neighbor_loss, second_moment
 from edgekd.text.metrics import embedding_metrics, linear_probe, similarity_spearman, topk_overlap
 from edgekd.text.models import TEXT_MODELS, build_text_model, init_embedding_from_teacher, kept_tokens, param_count
-from edgekd.text.train import LayerPair, Recipe, Split, batches, distill
+from edgekd.text.train import LayerPair, Recipe, Split, TeacherStates, batches, distill
 
 TINY = {
     "text_transformer": {"hidden": 16, "layers": 2, "heads": 2, "ffn": 32, "embed_dim": 8},
@@ -136,6 +136,35 @@ def test_distill_moves_a_tiny_student_towards_the_teacher():
     assert res.best_val["val_cosine"] > before + 0.2
     with pytest.raises(ValueError, match="live teacher"):
         distill(student, split, split, Recipe(epochs=1, layers=[LayerPair("hidden", 1, 1, 1.0)]), 0)
+
+
+def test_kept_teacher_states_are_the_live_teachers_without_padding():
+    # hidden-state terms replay the teacher's token states computed once (float16, padding dropped): a batch of them,
+    # re-padded to the batch's width, must be what the teacher computes live on that batch
+    torch.manual_seed(0)
+    ids, mask = _batch(n=40, length=10, seed=3)
+    teacher = build_text_model({"name": "text_transformer", "kwargs": TINY["text_transformer"]}, 50, 10, 12).eval()
+    split = Split(ids.numpy(), mask.numpy(), np.zeros((40, 12), np.float32))
+    kept = TeacherStates(teacher, split, [1, 2], batch_size=7)
+    assert sorted(kept.flat) == [1, 2] and len(kept.flat[2]) == int(mask.sum())
+    rows = np.array([5, 0, 17, 33])
+    width = int(mask[rows].sum(1).max())
+    with torch.no_grad():
+        _, live, _ = teacher.features(ids[rows, :width], mask[rows, :width])
+    got = kept.batch(rows, width)
+    m = mask[rows, :width].bool()
+    for k in (1, 2):
+        assert got[k].shape == (4, width, 16)
+        torch.testing.assert_close(got[k][m], live[k][m], atol=1e-2, rtol=1e-2)  # float16 storage
+        assert float(got[k][~m].abs().sum()) == 0.0
+    # and the distillation loop adds the replayed term to the loss and learns it
+    student = build_text_model({"name": "text_transformer", "kwargs": TINY["text_transformer"]}, 50, 10, 12)
+    with torch.no_grad():
+        split.teacher[:] = teacher(ids, mask).numpy()
+    recipe = Recipe(epochs=6, batch_size=8, lr=5e-3, layers=[LayerPair("hidden", 2, 2, 1.0)])
+    hist = distill(student, split, split, recipe, seed=0, teacher=teacher, log=lambda m: None).history
+    assert all(abs(h["loss"] - h["cosine"] - h["hidden"]) < 1e-4 for h in hist)
+    assert 0 < hist[-1]["hidden"] < 0.8 * hist[0]["hidden"]
 
 
 def test_length_grouped_batches_cover_each_row_once_with_less_padding():
