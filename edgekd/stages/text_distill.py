@@ -4,6 +4,7 @@ Pooled terms are weighted in ``losses`` (cosine, mse, relational, rkd, anchor, n
 ``layers`` adds MiniLM/TinyBERT-style hidden-state and attention terms between chosen student and teacher layers
 (hidden states only: the teacher runs once, before training, and its token states are replayed; with attention
 terms it runs live on each batch).
+``teacher_layers`` starts a Transformer student from chosen teacher layers, FFNs pruned (edgekd.text.from_teacher).
 ``vocab_rows`` trims the student's table to the training split's most frequent tokens (edgekd.text.models). The
 untrained student (same seed, no training) is saved too as ``<output>_untrained``: the floor the figures are read
 against.
