@@ -81,7 +81,8 @@ class TextDistillConfig(StageConfig):
     teacher_layers: list[int] | None = added_later(
         None,
         description="start the student from these teacher layers (0-based, one per student layer), FFNs pruned to "
-        "the student's ffn by activation importance (edgekd.text.from_teacher); needs the teacher's width and heads",
+        "the student's ffn by activation importance (edgekd.text.from_teacher); needs the teacher's width and heads; "
+        "the table then starts at the teacher's PCA whatever init_embedding says",
     )
     losses: PooledWeights = Field(default_factory=PooledWeights)
     layers: list[LayerTerm] = Field(default_factory=list)
