@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgekd.distill.taps import FeatureTaps
 from edgekd.errors import ModelError
 from edgekd.text.models import init_embedding_from_teacher
 
@@ -24,29 +25,22 @@ from edgekd.text.models import init_embedding_from_teacher
 def ffn_importance(bert: nn.Module, ids: np.ndarray, mask: np.ndarray, batch_size: int = 64) -> list[torch.Tensor]:
     """Per layer, each intermediate neuron's mean |activation| over real tokens x the norm of its output weights."""
     layers = bert.encoder.layer
+    names = [f"encoder.layer.{i}.intermediate" for i in range(len(layers))]
     sums = [torch.zeros(layer.intermediate.dense.out_features, dtype=torch.float64) for layer in layers]
     count = 0
-    current: dict[str, torch.Tensor] = {}
-
-    def hook(i):
-        def f(_module, _inp, out):
-            m = current["mask"].unsqueeze(-1).to(out.dtype)
-            sums[i].add_((out.abs() * m).sum((0, 1)).double())  # returns None: the output is unchanged
-
-        return f
-
-    handles = [layer.intermediate.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
+    taps = FeatureTaps(bert, names, "the teacher")
     try:
         with torch.no_grad():
             for b in range(0, len(ids), batch_size):
                 n = max(int(mask[b : b + batch_size].sum(1).max()), 1)
                 i, m = torch.from_numpy(ids[b : b + batch_size, :n]), torch.from_numpy(mask[b : b + batch_size, :n])
-                current["mask"] = m
                 bert(input_ids=i, attention_mask=m)
+                out = taps.take()
+                for k, name in enumerate(names):
+                    sums[k].add_((out[name].abs() * m.unsqueeze(-1)).sum((0, 1)).double())
                 count += int(m.sum())
     finally:
-        for h in handles:
-            h.remove()
+        taps.remove()
     return [
         (s / max(count, 1)).float() * layer.output.dense.weight.detach().norm(dim=0)
         for s, layer in zip(sums, layers, strict=True)
