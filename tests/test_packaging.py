@@ -1,0 +1,50 @@
+"""A wheel install (not only the editable one CI uses) carries the device agent, its tokenizer and the profiles."""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+
+def test_listed_packages_are_every_package_under_edgekd():
+    from setuptools import find_packages
+
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert sorted(listed) == sorted([*find_packages(str(ROOT), include=["edgekd*"]), "edgekd._devices"])
+
+
+def test_wheel_ships_agent_and_profiles(tmp_path):
+    src = tmp_path / "src"  # a copy, so that setuptools' build/ and egg-info land there, not in the checkout
+    for name in ("edgekd", "devices"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    out = tmp_path / "wheel"
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    (wheel,) = out.glob("edgekd-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {p.name for p in (ROOT / "devices").iterdir() if p.suffix in {".py", ".yaml"}}
+    assert {f"edgekd/_devices/{n}" for n in shipped} <= names
+
+    # Unpack it elsewhere and import from there: the agent and the profiles resolve inside the installed package.
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = (
+        "import edgekd, edgekd.devices as d, edgekd.runtimes as r;"
+        "print(edgekd.__file__); print(r.agent_path()); print(' '.join(d.known_profiles()))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    res = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    pkg, agent, profiles = res.stdout.strip().splitlines()[-3:]
+    assert pkg.startswith(str(site)), "the unpacked wheel, not the source tree, was imported"
+    assert agent == str(site / "edgekd" / "_devices" / "agent.py")
+    assert sorted(profiles.split()) == sorted(p.stem for p in (ROOT / "devices").glob("*.yaml"))
