@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -276,15 +276,38 @@ def _strip_dropout(gm) -> None:
         gm.recompile()
 
 
-def _int8_edge_model(model, sample, calibration: np.ndarray):
-    import litert_torch
-    import torch
-    from litert_torch.quantize import pt2e_quantizer, quant_config
-    from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
+def int8_quantizer(cls: type | None = None):
+    """litert-torch's PT2E quantizer (or a subclass ``cls``) set for static full-integer int8: symmetric,
+    per-channel weights, calibrated activation ranges."""
+    from litert_torch.quantize import pt2e_quantizer
 
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+    return (cls or pt2e_quantizer.PT2EQuantizer)().set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_qat=False, is_dynamic=False)
     )
+
+
+def pt2e_int8_convert(graph, sample_args: tuple, calibration_batches: Iterable[tuple], quantizer):
+    """PTQ of an exported graph (``torch.export(...).module()``) and its litert-torch conversion at ``sample_args``:
+    dropout stripped, observers calibrated on each tuple of ``calibration_batches``, then converted."""
+    import litert_torch
+    import torch
+    from litert_torch.quantize import quant_config
+    from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
+
+    _strip_dropout(graph)
+    move_exported_model_to_eval(graph)
+    prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for batch in calibration_batches:
+            prepared(*batch)
+    converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+    move_exported_model_to_eval(converted)
+    return litert_torch.convert(converted, sample_args, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
+
+
+def _int8_edge_model(model, sample, calibration: np.ndarray):
+    import torch
+
     cal = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
     # Calibrate through a dynamic-batch export (one forward per chunk: >10x faster than per-sample calls with
     # histogram observers); litert_torch.convert re-exports the quantised graph at batch 1. Models whose forward
@@ -297,15 +320,8 @@ def _int8_edge_model(model, sample, calibration: np.ndarray):
         ).module()
     except Exception:
         graph, chunk = torch.export.export(model, (sample,), strict=False).module(), 1
-    _strip_dropout(graph)
-    move_exported_model_to_eval(graph)
-    prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for i in range(0, cal.shape[0], chunk):
-            prepared(cal[i : i + chunk])
-    converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
-    move_exported_model_to_eval(converted)
-    return litert_torch.convert(converted, (sample,), quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
+    batches = ((cal[i : i + chunk],) for i in range(0, cal.shape[0], chunk))
+    return pt2e_int8_convert(graph, (sample,), batches, int8_quantizer())
 
 
 def convert_litert_torch(

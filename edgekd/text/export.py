@@ -112,7 +112,13 @@ def convert_tflite_text(
     """litert-torch conversion; int8 is PT2E static full-integer PTQ with float32 output (a DEQUANTIZE added).
 
     ``float_modules``: Linear layers (module names) left float, with the residual add they feed (outlier_linears)."""
-    from edgekd.convert.via_litert_torch import _strip_dropout, add_float_io, describe_failure, quiet_native_output
+    from edgekd.convert.via_litert_torch import (
+        add_float_io,
+        describe_failure,
+        int8_quantizer,
+        pt2e_int8_convert,
+        quiet_native_output,
+    )
     from edgekd.text.models import export_inputs
 
     t0 = time.perf_counter()
@@ -128,28 +134,17 @@ def convert_tflite_text(
             if precision == "fp32":
                 data = litert_torch.convert(model, args).model_content()
             elif precision == "int8":
-                from litert_torch.quantize import pt2e_quantizer, quant_config
-                from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
+                from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
 
                 if calib is None:
                     raise ModelError("int8 TFLite needs calibration sentences")
-                q = _quantizer_with_float(pt2e_quantizer.PT2EQuantizer, float_modules)().set_global(
-                    pt2e_quantizer.get_symmetric_quantization_config(
-                        is_per_channel=True, is_qat=False, is_dynamic=False
-                    )
-                )
                 graph = torch.export.export(model, args, strict=False).module()
-                _strip_dropout(graph)
-                move_exported_model_to_eval(graph)
-                prepared = quantize_pt2e.prepare_pt2e(graph, q)
-                with torch.no_grad():
-                    for i in range(len(calib[0])):
-                        prepared(torch.from_numpy(calib[0][i : i + 1]), torch.from_numpy(calib[1][i : i + 1]))
-                converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
-                move_exported_model_to_eval(converted)
-                data = litert_torch.convert(
-                    converted, args, quant_config=quant_config.QuantConfig(pt2e_quantizer=q)
-                ).model_content()
+                batches = (
+                    (torch.from_numpy(calib[0][i : i + 1]), torch.from_numpy(calib[1][i : i + 1]))
+                    for i in range(len(calib[0]))
+                )
+                quantizer = int8_quantizer(_quantizer_with_float(PT2EQuantizer, float_modules))
+                data = pt2e_int8_convert(graph, args, batches, quantizer).model_content()
                 data = add_float_io(data)  # only the int8 output gains a float twin; the int32 ids are untouched
             else:
                 raise ModelError(f"text models convert to fp32 or int8, not {precision}")
