@@ -123,22 +123,26 @@ class TeacherStates:
                 _, hidden, _ = teacher.features(
                     torch.from_numpy(split.ids[rows, :n]), torch.from_numpy(split.mask[rows, :n])
                 )
+                real, where = self._positions(rows, n)
                 for k in layers:
                     h = hidden[k].numpy()
                     if k not in self.flat:
                         self.flat[k] = np.empty((int(lengths.sum()), h.shape[-1]), np.float16)
-                    for j, r in enumerate(rows):
-                        o = self.offsets[r]
-                        self.flat[k][o : o + lengths[r]] = h[j, : lengths[r]]
+                    self.flat[k][where] = h[real]
+
+    def _positions(self, rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """For ``rows`` padded to ``width`` tokens: the mask of real tokens (B, width) and their indices in ``flat``."""
+        pos = np.arange(width)
+        real = pos[None, :] < np.minimum(self.lengths[rows], width)[:, None]
+        return real, (self.offsets[rows][:, None] + pos[None, :])[real]
 
     def batch(self, rows: np.ndarray, width: int) -> dict[int, torch.Tensor]:
         """Each layer's states for ``rows``, zero-padded to ``width`` tokens: (B, width, D) float32."""
+        real, where = self._positions(np.asarray(rows), width)
         out = {}
         for k, flat in self.flat.items():
             t = np.zeros((len(rows), width, flat.shape[1]), np.float32)
-            for j, r in enumerate(rows):
-                n = min(int(self.lengths[r]), width)
-                t[j, :n] = flat[self.offsets[r] : self.offsets[r] + n]
+            t[real] = flat[where]
             out[k] = torch.from_numpy(t)
         return out
 
@@ -212,7 +216,7 @@ def distill(
     """
     torch.manual_seed(seed)
     if recipe.layers and teacher is None:
-        raise ValueError("hidden-state / attention terms need the live teacher")
+        raise ValueError("hidden-state / attention terms need the teacher model (teacher=): its layers are read")
     projs = nn.ModuleDict(
         {
             f"{p.student}_{p.teacher}": nn.Linear(student.widths[p.student], _width(teacher, p.teacher))

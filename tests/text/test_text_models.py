@@ -134,7 +134,7 @@ def test_distill_moves_a_tiny_student_towards_the_teacher():
         log=lambda m: None,
     )
     assert res.best_val["val_cosine"] > before + 0.2
-    with pytest.raises(ValueError, match="live teacher"):
+    with pytest.raises(ValueError, match="need the teacher model"):
         distill(student, split, split, Recipe(epochs=1, layers=[LayerPair("hidden", 1, 1, 1.0)]), 0)
 
 
