@@ -1,6 +1,6 @@
 """Text-embedding figures: MiniLM teacher vs distilled students, on held-out stdlib docstring sentences.
 
-    OMP_NUM_THREADS=1 python benchmarks/text_embedding.py --keep runs/text_embedding   # ~1.3 CPU-hours, 1 seed
+    OMP_NUM_THREADS=1 python benchmarks/text_embedding.py --keep runs/text_embedding   # ~1.8 CPU-hours, 1 seed
     python benchmarks/text_embedding.py --seeds 0 1 2 --keep runs/text_embedding                      # 3 seeds
 
 Per seed: one run of pipelines/text_embedding.yaml (``--set seed=N``; a kept run directory reuses its cached stages,
