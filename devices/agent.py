@@ -4,7 +4,8 @@
 This file is the only code that measures models, on the host as on a Raspberry Pi or an Android phone, so timing code
 cannot drift between places. It is copied to devices as is, hence its rules: Python stdlib + numpy, plus only the
 runtime the model needs (ai-edge-litert or tflite-runtime for .tflite, onnxruntime for .onnx, torch for .pt2),
-imported when that format is used. edgekd also imports it by file path to check exported models.
+imported when that format is used; ``pt2_guard.py`` (copied next to it) vets a .pt2 before torch unpickles it.
+edgekd also imports it by file path to check exported models.
 
 Text-embedding models (meta ``task: text-embedding``, two inputs: token ids and attention mask) take sentences: the
 eval .npz holds a ``text`` string array, the agent tokenises with ``wordpiece.py`` (copied next to this file) from the
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import os
 import platform
@@ -37,6 +39,12 @@ except ImportError:  # not on Windows; peak RSS is then reported as null
 FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".pt2": "pt2"}
 CHUNK = 256  # samples per batch for predict() on dynamic-batch models and for preprocessing: bounds memory on a Pi
 TIMING_SAMPLES = 100  # distinct prepared samples the timed loop cycles through, so a big eval set is not copied
+# Bounds on what a file declares, checked before the agent allocates to it (copies of edgekd.metadata and
+# edgekd.safe_npz, which this file cannot import): a declared input shape, a text model's length, an eval .npz.
+MAX_INPUT_RANK = 8
+MAX_INPUT_ELEMENTS = 50_000_000
+MAX_TEXT_LENGTH = 100_000
+DEFAULT_MAX_ARRAY_MB = 1024  # EDGEKD_MAX_ARRAY_MB overrides it, as in edgekd
 
 
 class AgentError(Exception):
@@ -154,12 +162,27 @@ class _Torch:
     def load(self, path: Path, threads: int, xnnpack: bool = True) -> None:
         # Process-wide in torch (there is no per-module setting): a caller that trains afterwards must reset it.
         self._torch.set_num_threads(threads)
-        program = self._torch.export.load(str(path))
+        guard = _sibling("pt2_guard")
+        try:  # torch.export.load unpickles parts of the archive and evals shape expressions: a crafted file runs code
+            guard.check_pt2(path, self._weights_only)
+        except guard.UnsafePt2 as exc:
+            raise AgentError(f"{path.name}: refusing to load this .pt2: {exc}") from None
+        load = self._torch.load
+        # Defence in depth: torch's loader falls back to weights_only=False where a safe load fails; the check above
+        # rules every such member out, and here any fallback still gets the safe unpickler.
+        self._torch.load = lambda *a, **k: load(*a, **{**k, "weights_only": True})
+        try:
+            program = self._torch.export.load(str(path))
+        finally:
+            self._torch.load = load
         self._module = program.module()
         nodes = list(program.graph.nodes)
         vals = {n.name: n.meta.get("val") for n in nodes if n.op == "placeholder"}
         self.inputs = [self._describe(name, vals.get(name)) for name in program.graph_signature.user_inputs]
         self.outputs = [self._describe(n.name, n.meta.get("val")) for n in nodes[-1].args[0] if hasattr(n, "meta")]
+
+    def _weights_only(self, data: bytes) -> Any:
+        return self._torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
     @staticmethod
     def _describe(name: str, val: Any) -> dict:
@@ -175,6 +198,21 @@ class _Torch:
 _BACKENDS = {"tflite": _Tflite, "onnx": _Onnx, "pt2": _Torch}
 
 
+def _sibling(name: str) -> Any:
+    """A helper module that travels next to this file (``pt2_guard.py``), imported by path, not from sys.path."""
+    import importlib.util
+
+    path = Path(__file__).resolve().with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"edgekd_agent_{name}", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise AgentError(f"{name}.py is missing next to {Path(__file__).name}: copy it along with the agent")
+    if spec.name not in sys.modules:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[spec.name] = module
+    return sys.modules[spec.name]
+
+
 def _check_meta(meta: Any, where: str) -> dict:
     """Metadata travels with the model; the agent never guesses shape, layout or normalisation."""
     if not isinstance(meta, dict):
@@ -184,20 +222,41 @@ def _check_meta(meta: Any, where: str) -> dict:
     shape = meta.get("input_shape")
     if not (isinstance(shape, list) and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape)):
         raise AgentError(f"{where}: meta input_shape must be [1, C, H, W] (NCHW terms), got {shape!r}")
+    _check_shape(shape, f"{where}: meta input_shape")
     if meta.get("input_layout") not in ("NCHW", "NHWC"):
         raise AgentError(f"{where}: meta input_layout must be 'NCHW' or 'NHWC', got {meta.get('input_layout')!r}")
     for key in ("mean", "std"):  # absent means the model normalises internally; one value means every channel
         value = meta.get(key, [1.0])
-        if not isinstance(value, list) or len(value) not in (1, shape[1]) or (key == "std" and 0 in value):
-            raise AgentError(f"{where}: meta {key} must be {shape[1]} per-channel values (std non-zero), got {value!r}")
+        ok = isinstance(value, list) and len(value) in (1, shape[1])
+        ok = ok and all(isinstance(v, (int, float)) and np.isfinite(v) and (key == "mean" or v > 0) for v in value)
+        if not ok:
+            raise AgentError(
+                f"{where}: meta {key} must be {shape[1]} finite per-channel values (std > 0), got {value!r}"
+            )
     return meta
+
+
+def _check_shape(shape: Any, where: str) -> list[int]:
+    """A declared input shape, bounded as edgekd.metadata.check_input_shape does: positive, rank <= 8, <= 50 M."""
+    if not (isinstance(shape, (list, tuple)) and 1 <= len(shape) <= MAX_INPUT_RANK):
+        raise AgentError(f"{where} must be a list of 1 to {MAX_INPUT_RANK} positive integers, got {shape!r}")
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise AgentError(f"{where} must hold positive integers, got {list(shape)!r}")
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n > MAX_INPUT_ELEMENTS:
+        raise AgentError(f"{where} {list(shape)} has {n:,} elements; the agent takes at most {MAX_INPUT_ELEMENTS:,}")
+    return [int(d) for d in shape]
 
 
 def _check_text_meta(meta: dict, where: str) -> dict:
     """A text model needs its vocabulary and fixed length to turn sentences into ids."""
     length, vocab = meta.get("max_length"), meta.get("vocab")
-    if not (isinstance(length, int) and length >= 3):
-        raise AgentError(f"{where}: text meta max_length must be an integer >= 3, got {length!r}")
+    if not (isinstance(length, int) and 3 <= length <= MAX_TEXT_LENGTH):
+        raise AgentError(
+            f"{where}: text meta max_length must be an integer from 3 to {MAX_TEXT_LENGTH}, got {length!r}"
+        )
     if not (isinstance(vocab, list) and vocab and all(isinstance(t, str) for t in vocab)):
         raise AgentError(f"{where}: text meta needs 'vocab', the tokenizer's vocabulary as a list of strings")
     if meta.get("vocab_size") is not None and meta["vocab_size"] != len(vocab):
@@ -289,6 +348,9 @@ class Runner:
     def prepare(self, x: np.ndarray) -> np.ndarray:
         """Raw float images in [0, 1], (N, C, H, W) -> the model's input tensor: normalised, laid out, quantised."""
         x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 4 and x.shape[1] == 1 and self._chw[0] == 3:
+            # grey images for an RGB model (an edgekd file that makes grey itself): R = G = B, as PIL's convert("RGB")
+            x = np.repeat(x, 3, axis=1)
         if x.ndim != 4 or x.shape[1:] != self._chw:
             raise AgentError(
                 f"input has shape {tuple(x.shape)}, {Path(self.model_path).name} expects "
@@ -514,7 +576,49 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _npz_declared_bytes(path: Path) -> dict[str, int]:
+    """Bytes each member of an .npz would take in memory, from its zip entry and its .npy header (not its data)."""
+    import zipfile
+
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            size = info.file_size
+            if info.filename.endswith(".npy"):
+                with zf.open(info) as fh:
+                    fmt = np.lib.format
+                    read = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
+                    shape, _, dtype = read(fh)
+                n = dtype.itemsize
+                for d in shape:
+                    n *= int(d)
+                size = max(size, n)
+            out[info.filename] = size
+    return out
+
+
+def _check_npz_size(path: Path) -> None:
+    """Refuse an .npz that declares more than EDGEKD_MAX_ARRAY_MB (a 4 MB deflate bomb can inflate to gigabytes)."""
+    raw = os.environ.get("EDGEKD_MAX_ARRAY_MB", "").strip()
+    try:
+        limit_mb = float(raw) if raw else DEFAULT_MAX_ARRAY_MB
+    except ValueError:
+        raise AgentError(f"EDGEKD_MAX_ARRAY_MB={raw!r} must be a number of megabytes") from None
+    try:
+        sizes = _npz_declared_bytes(path)
+    except Exception as exc:  # not a zip, a bad header: the same words np.load would have
+        raise AgentError(f"data file {path} is not a readable .npz: {_one_line(exc)}") from None
+    total = sum(sizes.values())
+    if total > limit_mb * 2**20:
+        name = max(sizes, key=sizes.get)
+        raise AgentError(
+            f"data file {path}: '{name}' would take {sizes[name] / 2**20:,.0f} MB in memory ({total / 2**20:,.0f} MB "
+            f"in all); the agent loads at most {limit_mb:,.0f} MB (set EDGEKD_MAX_ARRAY_MB higher if the data is real)"
+        )
+
+
 def _load_eval(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    _check_npz_size(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

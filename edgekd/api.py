@@ -32,8 +32,9 @@ def load_pipeline(source: str | Path | dict | PipelineConfig, overrides: list[st
             return source
         source = source.model_dump(mode="json", by_alias=True, exclude_none=True)
     if isinstance(source, dict):
-        doc = apply_overrides(json.loads(json.dumps(source)), overrides or [])
-        return validate_document(doc, None, "<dict>")
+        landed: list = []
+        doc = apply_overrides(json.loads(json.dumps(source)), overrides or [], landed)
+        return validate_document(doc, None, "<dict>", landed)
     return load_file(source, overrides or [])
 
 

@@ -13,15 +13,22 @@ from typing import Annotated
 import typer
 
 
-def _floats(text: str | None, name: str) -> list[float] | None:
+def _floats(text: str | None, name: str, positive: bool = False) -> list[float] | None:
+    """``--mean``/``--std``: finite numbers (and > 0 for a std, which divides); NaN would print ``nan%``."""
+    import math
+
     from edgekd.errors import ConfigError
 
     if text is None:
         return None
     try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v]
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        raise ConfigError(f"{name} must be comma-separated numbers, e.g. 0.485,0.456,0.406 (got '{text}')") from None
+        values = []
+    if not values or not all(math.isfinite(v) and (v > 0 or not positive) for v in values):
+        need = "positive numbers" if positive else "finite numbers"
+        raise ConfigError(f"{name} must be comma-separated {need}, e.g. 0.485,0.456,0.406 (got '{text}')")
+    return values
 
 
 def predict(
@@ -44,8 +51,8 @@ def predict(
 
     lab = _guard(read_labels, labels) if labels is not None else None
     preds = _guard(
-        predict_images, model, list(images), top, _guard(_floats, mean, "--mean"), _guard(_floats, std, "--std"), lab,
-        threads,
+        predict_images, model, list(images), top, _guard(_floats, mean, "--mean"),
+        _guard(_floats, std, "--std", True), lab, threads,
     )  # fmt: skip
     if as_json:
         typer.echo(json.dumps([p.as_dict() for p in preds], indent=2))

@@ -16,6 +16,7 @@ from edgekd.config import Strict, _errors_from, parse_yaml_text
 from edgekd.errors import ConfigError
 from edgekd.registry import Registry
 from edgekd.runtimes import agent_path
+from edgekd.safe_yaml import read_text
 
 Runtime = Literal["litert", "onnxruntime", "torch"]
 DEFAULT_RUNTIMES: dict[str, list[str]] = {
@@ -140,16 +141,14 @@ def load_profile(ref: str | Path) -> DeviceProfile:
     else:
         _discover()
         path = PROFILES.get(ref)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read device profile '{path}': {exc}") from None
-    doc, root = parse_yaml_text(text, str(path))
+    doc, root = parse_yaml_text(read_text(path, "device profile"), str(path))  # bounded: edgekd.safe_yaml
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: a device profile must be a YAML mapping (transport, ssh/adb, threads, ...)")
     doc.setdefault("name", path.stem)
     try:
         return DeviceProfile.model_validate(doc)
     except ValidationError as exc:
-        errors = _errors_from(exc, (), root, str(path))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + " | ".join(errors)) from None
+        errors = _errors_from(exc, (), root, str(path), DeviceProfile)
+        if len(errors) == 1:
+            raise ConfigError(errors[0]) from None
+        raise ConfigError(f"{len(errors)} errors in {path}:", errors) from None

@@ -16,22 +16,39 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-MIN_FREE_MB = float(os.environ.get("EDGEKD_MIN_FREE_MB", "200"))  # refuse to start a stage with less free disk
+DEFAULT_MIN_FREE_MB = 200.0  # refuse to start a stage with less free disk (EDGEKD_MIN_FREE_MB overrides)
+
+
+def min_free_mb() -> float:
+    """``EDGEKD_MIN_FREE_MB``, read when needed: a malformed value is a one-line error, not a crash at import."""
+    from edgekd.errors import ConfigError
+
+    raw = os.environ.get("EDGEKD_MIN_FREE_MB")
+    if raw is None or not raw.strip():
+        return DEFAULT_MIN_FREE_MB
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (0 <= value < 2**40):  # also refuses nan and inf
+        raise ConfigError(f"EDGEKD_MIN_FREE_MB={raw!r} must be a number of megabytes >= 0 (default 200)")
+    return value
 
 
 def ensure_free_space(directory: str | os.PathLike, needed_bytes: int = 0, what: str = "write") -> None:
     """Fail before a write when the disk cannot take it (plus a margin), instead of leaving a full disk mid-write."""
     from edgekd.errors import EdgekdError
 
+    margin_mb = min_free_mb()
     directory = Path(directory)
     while not directory.exists() and directory != directory.parent:
         directory = directory.parent
     free = shutil.disk_usage(directory).free
-    need = needed_bytes + int(MIN_FREE_MB * 2**20)
+    need = needed_bytes + int(margin_mb * 2**20)
     if free < need:
         raise EdgekdError(
             f"not enough free disk space in '{directory}' to {what}: {free / 2**20:.0f} MB free, "
-            f"{need / 2**20:.0f} MB needed (EDGEKD_MIN_FREE_MB={MIN_FREE_MB:g} MB kept free); "
+            f"{need / 2**20:.0f} MB needed (EDGEKD_MIN_FREE_MB={margin_mb:g} MB kept free); "
             f"nothing was overwritten"
         )
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.errors import DataError, ModelError
+from edgekd.metadata import check_input_shape
 
 
 @dataclass
@@ -59,7 +60,7 @@ def _input_from_file(path: Path) -> tuple[list[int], str]:
             "edgekd predict handles 4-D image inputs with 1 or 3 channels"
         )
     n_c_h_w = [1, shape[1], shape[2], shape[3]] if layout == "NCHW" else [1, shape[3], shape[1], shape[2]]
-    return n_c_h_w, layout
+    return check_input_shape(n_c_h_w, f"{path}: input '{inp['name']}' shape", rank=4), layout
 
 
 def resolve_metadata(
@@ -83,12 +84,19 @@ def resolve_metadata(
         shape, layout = _input_from_file(path)
         md = {"input_shape": shape, "input_layout": layout}
     md = dict(md)
+    if md.get("task", "image-classification") != "image-classification":
+        raise ModelError(f"{path.name} is a {md['task']} model; edgekd predict classifies images")
     if mean is not None:
         md["mean"] = [float(v) for v in mean]
     if std is not None:
         md["std"] = [float(v) for v in std]
     if labels is not None:
         md["labels"] = list(labels)
+    missing = [f"--{k}" for k in ("mean", "std", "labels") if k not in md]
+    if missing:
+        raise ModelError(
+            f"{path.name}: its edgekd metadata has no {', '.join(k[2:] for k in missing)}: give {', '.join(missing)}"
+        )
     channels = md["input_shape"][1]
     for key in ("mean", "std"):
         if len(md[key]) == 1 and channels > 1:

@@ -40,7 +40,45 @@ def load_onnx(path: Path):
     # protobuf parses many short byte strings as an empty message: a model has at least an IR version and a graph
     if model.ir_version == 0 or not model.HasField("graph") or not model.graph.output:
         raise ModelError(f"{path}: not a valid ONNX file (no IR version or no graph with outputs)")
+    _check_external_data(model, Path(path))
     return model
+
+
+def _tensors(model):
+    """Every TensorProto the model holds: initializers (sparse too) and node attributes, in subgraphs and functions."""
+    graphs, node_lists = [model.graph], [f.node for f in model.functions]
+    while graphs or node_lists:
+        if graphs:
+            g = graphs.pop()
+            yield from g.initializer
+            for sparse in g.sparse_initializer:
+                yield from (sparse.values, sparse.indices)
+            node_lists.append(g.node)
+            continue
+        for node in node_lists.pop():
+            for a in node.attribute:
+                yield from ([a.t] if a.HasField("t") else [])
+                yield from a.tensors
+                yield from ((a.sparse_tensor.values, a.sparse_tensor.indices) if a.HasField("sparse_tensor") else ())
+                graphs += ([a.g] if a.HasField("g") else []) + list(a.graphs)
+
+
+def _check_external_data(model, path: Path) -> None:
+    """Refuse tensors whose external data lies outside the model's folder (``../../etc/passwd``, an absolute path,
+    a link out of it): onnx and onnxruntime would read any file the user can. Checked before anything follows them."""
+    import onnx
+
+    folder = path.resolve().parent
+    for t in _tensors(model):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        loc = next((e.value for e in t.external_data if e.key == "location"), "")
+        target = (folder / loc).resolve()
+        if not loc or Path(loc).is_absolute() or ".." in Path(loc).parts or not target.is_relative_to(folder):
+            raise ModelError(
+                f"{path}: tensor '{t.name}' keeps its data in '{loc}', outside the model's folder; edgekd reads "
+                "external data only from files next to the model"
+            )
 
 
 def _onnx_dtype(elem_type: int) -> str:
@@ -62,9 +100,10 @@ def _initializers(model) -> dict[str, Any]:
 
 def _scalar(init, name: str):
     from onnx import numpy_helper
+    from onnx.external_data_helper import uses_external_data
 
     t = init.get(name)
-    if t is None:
+    if t is None or uses_external_data(t):  # a scale is never that big; and to_array would resolve it from the cwd
         return None
     arr = numpy_helper.to_array(t)
     return arr.item() if arr.size == 1 else arr.tolist()
@@ -239,13 +278,13 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix == ".tflite":
         from edgekd.convert.tflite_inspect import inspect_tflite
-        from edgekd.convert.tflite_metadata import associated_files, metadata_entries
+        from edgekd.convert.tflite_metadata import metadata_entries
 
         info = {"format": "tflite", **inspect_tflite(path)}
         info["params"], info["macs"] = _tflite_params_macs(path)
         data = path.read_bytes()
         info["metadata_entries"] = sorted(metadata_entries(data))
-        info["associated_files"] = sorted(associated_files(data))
+        info["associated_files"] = _packed_names(data)
     elif suffix == ".onnx":
         info = inspect_onnx(path)
     else:
@@ -260,6 +299,19 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
     for t in info["inputs"]:
         t["layout"] = layout or guess_layout(t["shape"])
     return info
+
+
+def _packed_names(data: bytes) -> list[str]:
+    """Names of the files packed after a TFLite flatbuffer, read from the zip directory: their content is never
+    inflated (a few KB of deflated zeros can declare gigabytes)."""
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return sorted(zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return []
 
 
 def guess_layout(shape: list) -> str:

@@ -12,6 +12,7 @@ The object is a superset of the metadata the device agent needs (``input_shape``
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,89 @@ from edgekd.errors import ModelError
 METADATA_KEY = "edgekd"
 SCHEMA_VERSION = 1
 RESIZE = "bilinear-antialias"  # edgekd.data.sources.resize: bilinear, antialiased when shrinking (PIL's BILINEAR)
+# Bounds on a declared input shape: edgekd allocates inputs (and resizes images) to it, so a file declaring
+# 100000 x 100000 must be refused, not obeyed. 50 M float32 elements is 200 MB for one sample.
+MAX_INPUT_RANK = 8
+MAX_INPUT_ELEMENTS = 50_000_000
+MAX_TEXT_LENGTH = 100_000  # tokens per sentence of a text model (the shipped ones take 128)
+TASKS = ("image-classification", "text-embedding")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_input_shape(shape: Any, where: str, rank: int | None = None) -> list[int]:
+    """A declared input shape, bounded: positive integers, rank <= 8 (``rank`` when given), at most 50 M elements.
+
+    The one check for every shape edgekd reads from a file before allocating or resizing to it (metadata, ONNX and
+    TFLite inputs; devices/agent.py keeps a copy). ``where`` names the file and key in the ModelError.
+    """
+    if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise ModelError(f"{where} must be a list of positive integers, got {_short(shape)}")
+    if not 1 <= len(shape) <= MAX_INPUT_RANK or (rank is not None and len(shape) != rank):
+        want = f"{rank} dimensions" if rank is not None else f"1 to {MAX_INPUT_RANK} dimensions"
+        raise ModelError(f"{where} must have {want}, got {_short(list(shape))}")
+    if any(d < 1 for d in shape):
+        raise ModelError(f"{where} must hold positive integers, got {_short(list(shape))}")
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise ModelError(
+            f"{where} {_short(list(shape))} has {math.prod(shape):,} elements; edgekd takes inputs of at most "
+            f"{MAX_INPUT_ELEMENTS:,} elements"
+        )
+    return [int(d) for d in shape]
+
+
+def _numbers(value: Any, positive: bool = False) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        and (not positive or all(v > 0 for v in value))
+    )
+
+
+def check_metadata(md: Any, where: str) -> dict[str, Any]:
+    """The metadata object read from a file (or a metadata JSON), checked once where it is read: the keys its
+    consumers use have the right types and sizes, or a one-line ModelError names ``where`` and the key.
+
+    An image model needs ``input_shape`` ([1, C, H, W], NCHW terms) and ``input_layout``; ``mean``, ``std``,
+    ``labels`` and ``preprocessing`` are checked when present (``edgekd predict`` can take them from its options).
+    A text model (``task: text-embedding``) needs ``max_length``.
+    """
+    if not isinstance(md, dict):
+        raise ModelError(f"{where}: the edgekd metadata must be a JSON object, got {type(md).__name__}")
+
+    def bad(key: str, want: str) -> ModelError:
+        shown = _short(md[key]) if key in md else "nothing"
+        return ModelError(f"{where}: edgekd metadata '{key}' must be {want}, got {shown}; re-export the model")
+
+    task = md.get("task", "image-classification")
+    if task not in TASKS:
+        raise bad("task", " or ".join(repr(t) for t in TASKS))
+    if task == "text-embedding":
+        length = md.get("max_length")
+        if not (isinstance(length, int) and not isinstance(length, bool) and 3 <= length <= MAX_TEXT_LENGTH):
+            raise bad("max_length", f"an integer from 3 to {MAX_TEXT_LENGTH:,}")
+        vocab = md.get("vocab", [])
+        if not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)):
+            raise bad("vocab", "a list of strings")
+        return md
+    if "input_shape" not in md:
+        raise bad("input_shape", "[1, C, H, W] (NCHW terms)")
+    check_input_shape(md["input_shape"], f"{where}: edgekd metadata 'input_shape'", rank=4)
+    if md.get("input_layout") not in ("NCHW", "NHWC"):
+        raise bad("input_layout", "'NCHW' or 'NHWC'")
+    for key in ("mean", "std"):
+        if key in md and not _numbers(md[key], positive=key == "std"):
+            raise bad(key, "a list of finite numbers" + (" > 0" if key == "std" else ""))
+    if "labels" in md and not (isinstance(md["labels"], list) and all(isinstance(v, str) for v in md["labels"])):
+        raise bad("labels", "a list of strings")
+    pre = md.get("preprocessing", {})
+    if not isinstance(pre, dict) or not isinstance(pre.get("scale", 1.0), (int, float)):
+        raise bad("preprocessing", "an object (color_mode, scale, resize, size)")
+    return md
 
 
 def preprocessing(channels: int, height: int, width: int, layout: str = "NCHW") -> dict[str, Any]:
@@ -95,6 +179,9 @@ def build_metadata(
     }
     if "quantization" in meta:
         md["quantization_method"] = meta["quantization"]
+    if meta.get("grey_from_rgb"):  # a grey model whose file takes RGB (edgekd.convert.image_input)
+        md["grey_from_rgb"] = True
+        md["preprocessing"]["steps"].append("inside the model: grey = 0.299 R + 0.587 G + 0.114 B (PIL's 'L')")
     return md
 
 
@@ -158,12 +245,13 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
         from edgekd.convert.tflite_metadata import read_edgekd_metadata
 
         try:
-            return read_edgekd_metadata(path.read_bytes())
+            md = read_edgekd_metadata(path.read_bytes())
         except ModelError as exc:
             raise ModelError(f"{path}: {exc}") from None
         except Exception as exc:  # a truncated flatbuffer raises struct.error / IndexError
             msg = (str(exc).splitlines() or [""])[0][:160]
             raise ModelError(f"{path}: not a valid TFLite file ({type(exc).__name__}: {msg})") from None
+        return None if md is None else check_metadata(md, str(path))
     if path.suffix == ".onnx":
         from edgekd.inspect_model import load_onnx
 
@@ -174,5 +262,5 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
             md = json.loads(raw)
         except ValueError as exc:
             raise ModelError(f"{path}: the '{METADATA_KEY}' metadata is not valid JSON ({exc})") from None
-        return md if isinstance(md, dict) else None
+        return check_metadata(md, str(path))
     raise ModelError(f"{path.name}: unknown model format (expected .onnx or .tflite)")

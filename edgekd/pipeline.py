@@ -12,7 +12,9 @@ import importlib.metadata
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -21,11 +23,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from edgekd import __version__, distributed
+from edgekd import __version__, console, distributed, rundir
 from edgekd.artifacts import Artifact
 from edgekd.config import PipelineConfig, StageConfig, key_dump
 from edgekd.console import log
-from edgekd.errors import EdgekdError, StageError
+from edgekd.errors import EdgekdError, Interrupted, StageError
 from edgekd.fsutil import atomic_write_json, ensure_free_space, json_sha256
 from edgekd.stages import DATA_STAGE, STAGES
 from edgekd.stages.base import Stage, StageContext
@@ -87,7 +89,11 @@ class RunResult:
 def run_lock(run_dir: Path) -> Iterator[None]:
     """One ``edgekd run`` per run directory at a time; a second one is refused with a clear message."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as fh:
+    lock = run_dir / ".lock"
+    if rundir._is_link(lock) or (lock.exists() and not lock.is_file()):
+        rundir.remove(lock)  # a planted link: opening it would create or truncate its target
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -116,23 +122,63 @@ def load_cached(out_dir: Path, key: str) -> tuple[list[Artifact], list[str]] | N
 
 def _resume_dir(out_dir: Path, cfg: StageConfig, key: str) -> Path:
     # Keyed by the cache key: a changed config never resumes from another config's checkpoints.
-    return out_dir.parent / ".resume" / f"{cfg.id}-{key[:16]}"
+    return rundir.child(rundir.real_dir(out_dir.parent, ".resume"), f"{cfg.id}-{key[:16]}")
+
+
+_INTERRUPTED = threading.Event()  # set by Ctrl-C during a run (see _interrupts)
+
+
+def _stopped(stage_id: str) -> Interrupted:
+    return Interrupted(
+        f"interrupted during stage '{stage_id}': finished stages are kept; run the same command again to resume"
+    )
+
+
+@contextmanager
+def _interrupts() -> Iterator[None]:
+    """Ctrl-C stops the run at once with exit 130, even when a library swallowed the KeyboardInterrupt (a data
+    loader, an import, a converter's own ``except BaseException``): the flag is checked at every stage boundary and
+    turns whatever error followed the interrupt into the interruption it was."""
+    _INTERRUPTED.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        _INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _call_stage(stage: Stage, cfg: StageConfig, ctx: StageContext, inputs: dict[str, Artifact]) -> list[Artifact]:
     try:
-        return stage.run(cfg, ctx, inputs)
-    except StageError:
-        raise
-    except EdgekdError as exc:
-        raise StageError(cfg.id, str(exc)) from exc
+        outputs = stage.run(cfg, ctx, inputs)
     except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # a library failure, reported once and named by stage
-        if os.environ.get("EDGEKD_DEBUG") == "1":
-            traceback.print_exc()
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise StageError(cfg.id, f"{type(exc).__name__}: {first}") from exc
+        raise _stopped(cfg.id) from None
+    except Exception as exc:
+        if _INTERRUPTED.is_set():  # the error is a consequence of Ctrl-C (e.g. a killed worker): say so, only that
+            raise _stopped(cfg.id) from None
+        if isinstance(exc, StageError):
+            raise
+        if isinstance(exc, EdgekdError):
+            raise StageError(cfg.id, str(exc)) from exc
+        _library_failure(cfg, exc)
+    if _INTERRUPTED.is_set():  # the stage swallowed the interrupt: its outputs are not trusted
+        raise _stopped(cfg.id)
+    return outputs
+
+
+def _library_failure(cfg: StageConfig, exc: Exception) -> None:
+    """A library's own exception, reported once and named by stage (EDGEKD_DEBUG=1 prints its traceback too)."""
+    if os.environ.get("EDGEKD_DEBUG") == "1":
+        traceback.print_exc()
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    raise StageError(cfg.id, f"{type(exc).__name__}: {first}") from exc
 
 
 class _WorkerContext(StageContext):
@@ -155,7 +201,8 @@ def _run_stage_everywhere(
     if stage.distributed and not distributed.is_main():
         scratch = Path(tempfile.mkdtemp(prefix=f"edgekd-rank{distributed.rank()}-"))
         resume = _resume_dir(out_dir, cfg, key)
-        ctx = _WorkerContext(scratch, pipeline, cfg.id, resume, cache_key=key, cache_dir=out_dir.parent / ".cache")
+        cache = rundir.real_dir(out_dir.parent, ".cache")
+        ctx = _WorkerContext(scratch, pipeline, cfg.id, resume, cache_key=key, cache_dir=cache)
         try:
             with distributed.all_ranks():
                 _call_stage(stage, cfg, ctx, inputs)
@@ -175,6 +222,14 @@ def _main_only_lock(run_dir: Path) -> AbstractContextManager:
     return stack
 
 
+def _main_only_log(run_dir: Path, pipeline: PipelineConfig) -> AbstractContextManager:
+    """``run.log`` in the run folder, appended to by each run (rank 0 only): every line printed, plus third-party
+    output when the CLI asks for it to be captured (edgekd.console.run_log)."""
+    if not distributed.is_main():
+        return nullcontext()
+    return console.run_log(run_dir / "run.log", f"edgekd {__version__} run of pipeline '{pipeline.name}'")
+
+
 def _main_only_tracking(pipeline: PipelineConfig, run_dir: Path) -> AbstractContextManager[RunTracking]:
     """Experiment tracking from rank 0 only (one tracked run, not one per process)."""
     return track_run(pipeline, run_dir) if distributed.is_main() else nullcontext(RunTracking(Tracker()))
@@ -184,11 +239,11 @@ def _run_stage(
     stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact], out_dir: Path, key: str
 ) -> StageResult:
     ensure_free_space(out_dir.parent, 0, f"run stage '{cfg.id}'")
-    staging = out_dir.parent / ".staging" / out_dir.name
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = rundir.child(rundir.real_dir(out_dir.parent, ".staging"), out_dir.name)
+    rundir.remove(staging)
+    staging.mkdir()
     resume = _resume_dir(out_dir, cfg, key)
-    cache = out_dir.parent / ".cache"
+    cache = rundir.real_dir(out_dir.parent, ".cache")
     ctx = StageContext(staging, pipeline, cfg.id, resume_dir=resume, cache_key=key, cache_dir=cache)
     t0 = time.perf_counter()
     outputs = _call_stage(stage, cfg, ctx, inputs)
@@ -206,23 +261,26 @@ def _run_stage(
         "outputs": [a.to_manifest(staging) for a in outputs],
     }
     atomic_write_json(staging / MANIFEST, manifest)  # the manifest is written last: it marks the stage complete
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    rundir.remove(out_dir)  # the old folder, or a link planted in its place (never what it points to)
     os.replace(staging, out_dir)
-    shutil.rmtree(resume, ignore_errors=True)
+    rundir.remove(resume)
     final = [Artifact.from_manifest(e, out_dir) for e in manifest["outputs"]]
     return StageResult(cfg.id, stage.name, "ran", seconds, final, ctx.notes)
 
 
 def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, force: bool = False) -> RunResult:
     """Run every enabled stage in order, reusing cached outputs unless ``force``."""
-    run_dir = Path(run_dir or pipeline.output_dir or Path("runs") / pipeline.name)
+    run_dir = Path(run_dir or pipeline.output_dir or Path("runs") / rundir.check_name(pipeline.name, "pipeline name"))
+    if distributed.is_main():
+        rundir.prepare(run_dir)
     store: dict[str, Artifact] = {}
     results: list[StageResult] = []
     with (
+        _interrupts(),
         distributed.session(pipeline.device),
         _main_only_lock(run_dir),
         _main_only_tracking(pipeline, run_dir) as tracking,
+        _main_only_log(run_dir, pipeline),
     ):
         plan = []  # source 'none': no image data stage (text pipelines bring their own, text_data)
         if pipeline.data.source != "none":
@@ -235,7 +293,7 @@ def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, fo
                 continue
             inputs = {n: store[n] for n in stage.inputs(cfg, store)}
             key = cache_key(stage, cfg, pipeline, inputs)
-            out_dir = run_dir / f"{idx:02d}_{cfg.id}"
+            out_dir = rundir.child(run_dir, f"{idx:02d}_{rundir.check_name(cfg.id, 'stage name')}")
             cached = None if force else distributed.on_main(partial(load_cached, out_dir, key))
             if cached is not None:
                 outputs, notes = cached
@@ -243,6 +301,8 @@ def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, fo
                 log(f"[green]✓[/] {cfg.id}: cached")
             else:
                 log(f"[bold cyan]▶ {cfg.id}[/]")
+                console.detail(f"  [dim]{out_dir}, cache key {key[:16]}, inputs: {', '.join(inputs) or 'none'}[/]")
+                console.stage_begins()
                 res = _run_stage_everywhere(stage, cfg, pipeline, inputs, out_dir, key)
                 log(f"[green]✓[/] {cfg.id}: done in {res.seconds:.1f} s")
             results.append(res)
@@ -256,7 +316,7 @@ def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, fo
 
 
 def _write_run_json(run_dir: Path, pipeline: PipelineConfig, results: list[StageResult], store: dict) -> None:
-    shutil.rmtree(run_dir / ".staging", ignore_errors=True)
+    rundir.remove(run_dir / ".staging")
     atomic_write_json(
         run_dir / "run.json",
         {

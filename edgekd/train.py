@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import random
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd import distributed
+from edgekd import console, distributed
 from edgekd.config import AugmentConfig, TrainConfig
-from edgekd.console import progress
 from edgekd.data import SplitData, normalize
 from edgekd.data.dataset import draw_augment, warp
 from edgekd.fsutil import atomic_write_bytes
@@ -117,6 +117,16 @@ def epoch_batches(
         yield xb, yb, weight
 
 
+def epoch_line(desc: str, row: dict, epochs: int, seconds: float, eta: float, parts: dict | None = None) -> str:
+    """The line each epoch leaves on screen: ``teacher · epoch 3/12 · loss 0.412 · val acc 0.951 ...``."""
+    detail = f" ({', '.join(f'{k} {v:.3f}' for k, v in parts.items())})" if parts else ""
+    left = f" · ETA {console.duration(eta)} for this stage" if eta >= 1 else ""
+    return (
+        f"  {desc} · epoch {row['epoch']}/{epochs} · loss {row['loss']:.4f}{detail} · val acc "
+        f"{row['val_accuracy']:.4f} (loss {row['val_loss']:.4f}) · {seconds:.1f} s{left}"
+    )
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -145,6 +155,7 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
     select_best: bool = True,
     views: ViewsFn | None = None,
+    loss_parts: Callable[[], dict[str, torch.Tensor]] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with ``loss_fn``; on return it holds the weights of the best validation epoch.
 
@@ -157,6 +168,10 @@ def fit(
     ``select_best=False`` keeps the last epoch's weights instead: for methods that must not choose with the (real)
     validation split, such as data-free distillation; validation is then only reported.
     ``views`` (the teacher cache's) replaces random augmentation with pre-drawn views.
+    ``loss_parts`` returns the last step's loss parts (detached tensors, e.g. a distillation objective's terms); their
+    epoch means (over this process's batches) are shown in the epoch line when there is more than one.
+    Progress: a per-batch bar (rate, time left for this training) on a terminal, and one line per epoch that stays
+    (loss, validation, seconds, and from the first epoch on the estimated time left for the whole stage).
     Inside a stage every torchrun rank runs (edgekd.distributed.all_ranks) the model trains under
     DistributedDataParallel on this rank's shard of every batch (``batch_size`` stays the global batch), BatchNorm
     statistics are averaged over ranks after each epoch, rank 0's validation figures choose the best epoch on every
@@ -191,11 +206,15 @@ def fit(
         for row in history if on_epoch else ():
             on_epoch(row)
     net = distributed.wrap(model, device)
-    with progress() as bar:
-        task = bar.add_task(desc, total=cfg.epochs, completed=start - 1, info="")
+    console.training_begins(desc)
+    with console.progress() as bar:
+        task = bar.add_task(desc, total=cfg.epochs * steps, completed=(start - 1) * steps, info="", unit="batch")
         for epoch in range(start, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            bar.update(task, description=f"{desc} · epoch {epoch}/{cfg.epochs}")
             model.train()
             total, n = 0.0, 0
+            sums: dict[str, torch.Tensor] = {}
             for xb, yb, weight in epoch_batches(xtr, ytr, cfg.batch_size, gen, aug, epoch, views):
                 xb, yb = normalize(xb, data.mean, data.std).to(device), yb.to(device)
                 if cfg.channels_last:
@@ -208,6 +227,10 @@ def fit(
                 if weight > 0:
                     total += float(loss.detach()) * len(yb)
                     n += len(yb)
+                    for k, v in (loss_parts() if loss_parts else {}).items():
+                        sums[k] = sums.get(k, 0.0) + v * len(yb)
+                bar.advance(task)
+            parts = {k: round(float(v) / n, 5) for k, v in sums.items()} if n and len(sums) > 1 else {}
             if distributed.active():
                 total, n = distributed.all_reduce_sum(torch.tensor([total, float(n)], dtype=torch.float64)).tolist()
                 distributed.average_buffers(model)
@@ -240,7 +263,10 @@ def fit(
                         "history": history,
                     },
                 )
-            bar.update(task, advance=1, info=f"loss {total / n:.3f}  val {val_acc:.3f}")
+            seconds = time.perf_counter() - t0
+            eta = console.epoch_done(seconds, cfg.epochs - epoch)
+            console.log(epoch_line(desc, history[-1], cfg.epochs, seconds, eta, parts))
+            bar.update(task, info=f"stage ETA {console.duration(eta)}" if eta >= 1 else "")
     if cfg.channels_last:
         model.to(memory_format=torch.contiguous_format)  # saved and exported weights keep the usual layout
     model.eval()

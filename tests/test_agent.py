@@ -214,6 +214,9 @@ def test_prepare_normalises_per_channel_and_lays_out(tmp_path, layout):
     np.testing.assert_allclose(runner.predict(x), want.reshape(5, -1), atol=1e-6)
     with pytest.raises(agent.AgentError, match=r"expects \(N, 3, 2, 4\)"):
         runner.prepare(x[:, :2])
+    # grey images for an RGB model (edgekd's TFLite files of grey models make grey inside): R = G = B
+    grey = x[:, :1]
+    np.testing.assert_array_equal(runner.prepare(grey), runner.prepare(np.repeat(grey, 3, axis=1)))
 
 
 def test_int8_tflite_quantises_input_and_dequantises_output(tiny):

@@ -1,5 +1,6 @@
 """The real ``edgekd`` command in a subprocess: exit codes and one-line errors, never a traceback."""
 
+import json
 import subprocess
 import sys
 
@@ -75,3 +76,28 @@ def test_teacher_checkpoint_for_other_architecture(write_pipeline, tmp_path, tin
         1,
         r"stage 'teacher': checkpoint .*other.pt' does not fit the ResNetTeacher architecture",
     )
+
+
+def test_report_goals_decide_the_exit_code(write_pipeline, tmp_path, tiny_doc, monkeypatch):
+    """A goal the run misses: exit 1, one error line per missed goal, the table still printed; met: exit 0."""
+    tiny_doc["stages"][3]["enabled"] = False  # no TFLite: the goals are about the ONNX int8 file
+    tiny_doc["stages"][5]["goals"] = {"variant": "student/onnx-int8", "size_kb_max": 0.001, "int8_acc_drop_max": 100}
+    pipe, out = write_pipeline(tiny_doc), tmp_path / "run"
+    monkeypatch.delenv("EDGEKD_QUIET", raising=False)  # the suite's default; here the console output is the test
+    missed = edgekd("run", pipe, "-o", out)
+    assert missed.returncode == 1, missed.stderr[-2000:]
+    errors = [ln for ln in missed.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [
+        next(ln for ln in errors if "goal size_kb_max (≤ 0.001) missed: student/onnx-int8 file size = " in ln)
+    ]
+    assert "student/onnx-int8" in missed.stderr and "Traceback" not in missed.stderr  # the table is there
+    assert "teacher · epoch 1/1 · loss" in missed.stderr  # per-epoch lines print even off a terminal
+    report = json.loads((out / "06_report" / "report.json").read_text())
+    assert {(g["goal"], g["met"]) for g in report["goals"]} == {("size_kb_max", False), ("int8_acc_drop_max", True)}
+    assert "distilled student − scratch baseline accuracy, PyTorch" in {f["name"] for f in report["figures"]}
+
+    met = edgekd("run", pipe, "-o", out, "--quiet", "--set", "report.goals.size_kb_max=100000")
+    assert met.returncode == 0, met.stderr[-2000:]
+    assert "epoch" not in met.stderr and "✓" not in met.stderr and "student/onnx-int8" in met.stderr  # quiet: table
+    log = (out / "run.log").read_text()
+    assert log.count("run of pipeline 'tiny'") == 2 and "teacher · epoch 1/1" in log  # appended, run after run

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from _shared import ROOT
 from pydantic import Field
@@ -61,8 +63,10 @@ def test_yaml_tags_that_build_objects_are_refused(write_pipeline):
 def test_several_errors_reported_together(write_pipeline, tiny_doc):
     tiny_doc["seed"] = -1
     tiny_doc["stages"][1]["alpha"] = 2
-    with pytest.raises(ConfigError, match=r"2 errors: .*seed.*\| .*stages\[1\]\.alpha"):
+    with pytest.raises(ConfigError, match=r"2 errors in .*pipe\.yaml:") as info:
         load_pipeline(write_pipeline(tiny_doc))
+    seed, alpha = info.value.problems  # one line each, at their YAML path and line
+    assert re.search(r"pipe\.yaml:\d+: seed:", seed) and re.search(r"pipe\.yaml:\d+: stages\[1\]\.alpha:", alpha)
 
 
 def test_overrides_reach_stages_and_top_level(write_pipeline, tiny_doc):
@@ -79,6 +83,44 @@ def test_override_to_unknown_target_fails():
         apply_overrides({"stages": [{"stage": "teacher"}]}, ["nostage.x=1"])
     with pytest.raises(ConfigError, match=r"dotted\.key=value"):
         apply_overrides({"stages": []}, ["novalue"])
+
+
+def test_override_errors_name_the_override_not_a_yaml_line(write_pipeline, tiny_doc):
+    path = write_pipeline(tiny_doc)
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(path, ["teacher.epochs=1"])
+    assert str(info.value) == (
+        "--set teacher.epochs=1: unknown key 'epochs' in stage 'teacher'; did you mean 'teacher.train.epochs'?"
+    )
+    with pytest.raises(ConfigError, match=r"^--set distill\.temperature=hot: Input should be a valid number"):
+        load_pipeline(path, ["distill.temperature=hot"])
+    with pytest.raises(ConfigError, match=r"in 'data\.augment'; did you mean 'data\.augment\.max_shift'\?"):
+        load_pipeline(path, ["data.augment.max_shif=3"])
+    with pytest.raises(
+        ConfigError, match=r"'teachr' is neither a top-level key nor a stage name; did you mean 'teacher'\?"
+    ):
+        load_pipeline(path, ["teachr.train.epochs=1"])
+    with pytest.raises(ConfigError, match=r"pipe\.yaml:\d+: data: .*needs 'path' \(with --set data\.source=folder\)"):
+        load_pipeline(path, ["data.source=folder"])
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "meant"),
+    [
+        ((0,), "modle", "model"),  # a sibling
+        ((0,), "epochs", "train.epochs"),  # one level down
+        ((0, "train"), "epoch", "epochs"),
+        ((1, "strategy"), "genrations", "generations"),  # inside a union member (strategy kind born_again)
+    ],
+)
+def test_unknown_yaml_key_suggests_the_closest_allowed_one(tiny_doc, where, key, meant):
+    tiny_doc["stages"][1]["strategy"] = {"kind": "born_again"}
+    node = tiny_doc["stages"][where[0]]
+    for part in where[1:]:
+        node = node[part]
+    node[key] = 1
+    with pytest.raises(ConfigError, match=rf": unknown key; did you mean '{re.escape(meant)}'\?$"):
+        validate_document(tiny_doc)
 
 
 def test_duplicate_stage_names_need_a_name(tiny_doc):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import venv
@@ -18,6 +19,7 @@ import edgekd
 from edgekd.data.sources import load_image
 
 PI_APP = ROOT / "examples" / "raspberry_pi" / "classify.py"
+ANDROID_APP = ROOT / "examples" / "android" / "EdgekdClassifier.kt"
 # What the app may import besides the standard library; anything heavier (or edgekd itself) is refused below.
 FORBIDDEN = (
     "edgekd",
@@ -113,13 +115,82 @@ def test_pi_app_bad_image_is_one_line(run, tmp_path):
     assert proc.returncode == 1 and out == [f"error: cannot identify image file '{bad}'"], proc.stderr
 
 
-def test_android_snippet_uses_the_interpreter_api_and_the_files_metadata():
-    """Not compiled here (no Android SDK): check that it uses what the README tells the developer to copy."""
-    kt = (ROOT / "examples" / "android" / "EdgekdClassifier.kt").read_text()
-    for needed in ("import org.tensorflow.lite.Interpreter", "labels.txt", "quantizationParams()", "MEAN", "STD"):
+def test_android_snippet_uses_mediapipe_then_the_interpreter_with_the_files_metadata():
+    """Not compiled here (no Android SDK): MediaPipe's ImageClassifier first, then the Interpreter fed from the
+    ``edgekd`` JSON in the file (its flatbuffer walk is the schema's field numbers, checked against the schema here)."""
+    kt = ANDROID_APP.read_text()
+    assert kt.index("ImageClassifier.createFromOptions") < kt.index("Interpreter(model")
+    for needed in ("BitmapImageBuilder", "setModelAssetPath", "quantizationParams()", "fun edgekdMetadata"):
         assert needed in kt, needed
-    gradle = (ROOT / "examples" / "android" / "README.md").read_text()
-    assert "com.google.ai.edge.litert:litert:" in gradle
+    for key in ("input_layout", "input_shape", "mean", "std", "labels"):
+        assert f'meta.get{"String" if key == "input_layout" else "JSONArray"}("{key}")' in kt, key
+    import inspect
+
+    from ai_edge_litert import schema_py_generated as fb
+
+    # each field(table, slot) the Kotlin reads, and the vtable offset (4 + 2 * slot) the generated reader uses for it
+    uses = {
+        "field(root, 4)": fb.Model.Buffers,
+        "field(root, 6)": fb.Model.Metadata,
+        "field(entry, 0)": fb.Metadata.Name,
+        "field(entry, 1)": fb.Metadata.Buffer,
+        "field(buffer, 0)": fb.Buffer.DataAsNumpy,
+    }
+    for call, reader in uses.items():
+        slot = int(call.rstrip(")").rsplit(" ", 1)[1])
+        assert call in kt and f"Offset({4 + 2 * slot})" in inspect.getsource(reader), call
+    readme = (ROOT / "examples" / "android" / "README.md").read_text()
+    assert "com.google.ai.edge.litert:litert:" in readme and "com.google.mediapipe:tasks-vision:" in readme
+
+
+# Decimals an example may hold: rounding (0.5). Any other fraction is a model's normalisation (or another value the
+# file's metadata supplies) copied by hand; whole numbers (0, 1, 255, int8's -128..127) are checked as integers, and
+# format specs such as `:.1f` are not numbers.
+ALLOWED_FRACTIONS = {0.5}
+DECIMAL = re.compile(r"(?<![\w.:])(\d*\.\d+(?:[eE][-+]?\d+)?[fF]?|\d+[fF])(?![\w.])")
+INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.])")
+LABEL_LIST = re.compile(r"""(?:["'][^"'\n]{0,24}["']\s*,\s*){2,}["'][^"'\n]{0,24}["']""")
+
+
+def hard_coded_model_numbers(text: str, forbidden_ints: set[int]) -> list[str]:
+    """What in an example's source the model's metadata should supply: fractions other than 0.5 (normalisation
+    values), the shipped pipelines' input size and class count as numbers, lists of three or more quoted labels."""
+    found = []
+    for m in DECIMAL.finditer(text):
+        value = float(m.group(1).rstrip("fF"))
+        if (value != int(value) and value not in ALLOWED_FRACTIONS) or int(value) in forbidden_ints:
+            found.append(m.group(0))
+    found += [m.group(0) for m in INTEGER.finditer(text) if int(m.group(0)) in forbidden_ints]
+    return found + [m.group(0) for m in LABEL_LIST.finditer(text)]
+
+
+def _forbidden_ints(run) -> set[int]:
+    sizes = {int(m) for p in (ROOT / "pipelines").rglob("*.yaml")
+             for m in re.findall(r"image_size:\s*(\d+)", p.read_text())}  # fmt: skip
+    return sizes | {len(run[1][MODELS["tflite-fp32"]].meta["labels"])}
+
+
+EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*") if p.suffix in (".py", ".kt"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT / "examples")))
+def test_examples_take_every_model_number_from_the_files_metadata(run, example):
+    assert hard_coded_model_numbers(example.read_text(), _forbidden_ints(run)) == []
+
+
+def test_the_scan_catches_a_hard_coded_normalisation_size_or_label_list(run):
+    kt = ANDROID_APP.read_text()
+    forbidden = _forbidden_ints(run)
+    marker = "class EdgekdClassifier("
+    for line, caught in (
+        ("val STD = floatArrayOf(0.37575f)", "0.37575f"),
+        ("val MEAN = 0.30495", "0.30495"),
+        ("val SHAPE = intArrayOf(1, 1, 32, 32)", "32"),
+        ('val LABELS = listOf("0", "1", "2")', '"0", "1", "2"'),
+    ):
+        assert caught in hard_coded_model_numbers(kt.replace(marker, f"{line}\n{marker}"), forbidden), line
+    py = PI_APP.read_text()
+    assert hard_coded_model_numbers(py.replace("def preprocess(", "STD = [0.3233]\ndef preprocess("), forbidden)
 
 
 @pytest.mark.slow

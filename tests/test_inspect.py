@@ -19,6 +19,20 @@ def run(tmp_path_factory):
     return exported_run(tmp_path_factory)
 
 
+def _folded_rgb(run, fmt: str) -> tuple[int, int]:
+    """(params, MACs) a TFLite file holds beyond the torch model: its first conv takes RGB, the luma weights folded
+    in (edgekd.convert.image_input), so that conv has 3 input channels where the grey model has 1."""
+    import torch
+
+    from edgekd.models.io import load_torch_model
+
+    if fmt != "tflite":
+        return 0, 0
+    conv = next(m for m in load_torch_model(run[1]["student"]).modules() if isinstance(m, torch.nn.Conv2d))
+    _, _, h, w = conv(torch.zeros(1, 1, 8, 8)).shape
+    return 2 * conv.weight.numel(), 2 * conv.weight.numel() * h * w
+
+
 @pytest.mark.parametrize("variant", sorted(MODELS))
 def test_inspect_reads_io_precision_params_macs_and_metadata(run, variant):
     art = run[1][MODELS[variant]]
@@ -27,9 +41,11 @@ def test_inspect_reads_io_precision_params_macs_and_metadata(run, variant):
     assert info["format"] == fmt and info["precision"] == precision
     assert info["size_bytes"] == art.path.stat().st_size
     (inp,) = info["inputs"]
-    assert inp["dtype"] == "float32" and inp["layout"] == "NCHW" and inp["shape"][1:] == [1, 8, 8]
+    want = ("NCHW", [1, 8, 8]) if fmt == "onnx" else ("NHWC", [8, 8, 3])  # TFLite: what app tooling takes
+    assert inp["dtype"] == "float32" and (inp["layout"], inp["shape"][1:]) == want
     assert info["outputs"][0]["shape"][-1] == 10
-    assert info["macs"] == art.meta["macs"]  # from the file's shapes, equal to the count made on the torch model
+    # from the file's shapes: the count made on the torch model (+ the RGB input's folded weights in TFLite)
+    assert info["macs"] == art.meta["macs"] + _folded_rgb(run, fmt)[1]
     assert info["params"] > 0 and info["metadata"]["labels"] == [str(i) for i in range(10)]
     ops = info["operators"]
     if variant == "tflite-int8":  # really int8: every conv/fc has int8 weights and int8 activations
@@ -46,8 +62,10 @@ def test_inspect_reads_io_precision_params_macs_and_metadata(run, variant):
 
 
 def test_onnx_and_tflite_agree_on_params_and_macs(run):
+    params, macs = _folded_rgb(run, "tflite")
     infos = [inspect_file(run[1][MODELS[v]].path) for v in ("onnx-int8", "tflite-int8", "tflite-fp32")]
-    assert len({i["params"] for i in infos}) == 1 and len({i["macs"] for i in infos}) == 1
+    assert len({i["params"] - (params if i["format"] == "tflite" else 0) for i in infos}) == 1
+    assert len({i["macs"] - (macs if i["format"] == "tflite" else 0) for i in infos}) == 1
 
 
 def test_inspect_cli_text_and_json(run):
@@ -57,7 +75,8 @@ def test_inspect_cli_text_and_json(run):
     for word in ("precision   int8", "input ", "output ", "parameters", "MACs", "operators", "labels (10)"):
         assert word in text.stdout
     as_json = json.loads(CliRunner().invoke(app, ["inspect", model, "--json"]).stdout)
-    assert as_json["precision"] == "int8" and as_json["metadata"]["input_layout"] == "NCHW"
+    assert as_json["precision"] == "int8" and as_json["metadata"]["input_layout"] == "NHWC"
+    assert as_json["inputs"][0]["shape"] == [1, 8, 8, 3] and as_json["inputs"][0]["layout"] == "NHWC"
 
 
 def _foreign_onnx(path):

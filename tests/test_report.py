@@ -12,6 +12,7 @@ from rich.console import Console
 
 from edgekd.report import REQUIRED_VARIANT_KEYS, results_table, to_markdown, write_report
 from edgekd.report.fmt import fmt_count, fmt_kb, fmt_latency, fmt_ms, fmt_pct
+from edgekd.report.goals import Goals, check_goals, compute_figures, goal_line
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NASTY_ERROR = '[bold]boom[/bold] <script>alert("x")</script> & | pipe, then a long tail ' + "x" * 200
@@ -216,3 +217,72 @@ def test_plots_survive_sparse_data(report: dict, tmp_path: Path) -> None:
     md = paths["markdown"].read_text()
     assert "**resnet50 (teacher)**" in md
     assert len(_table_rows(md)) == 3
+
+
+def _rows() -> list[dict]:
+    """A teacher, a scratch baseline and a distilled student with fp32/int8 TFLite files (the int8 one 2 points
+    worse), all measured on this machine, plus the int8 file again on a board."""
+    rows = [
+        _variant("teacher/pytorch", "teacher", "pytorch", "fp32", 11_000_000, 0.99, 6.0),
+        _variant("baseline/pytorch", "baseline", "pytorch", "fp32", 1_200_000, 0.97, 3.0),
+        _variant("student/pytorch", "student", "pytorch", "fp32", 1_200_000, 0.96, 3.0),
+        _variant("student/tflite-fp32", "student", "tflite", "fp32", 1_200_000, 0.96, 0.1),
+        _variant("student/tflite-int8", "student", "tflite", "int8", 400_000, 0.94, 0.05),
+        _variant("student/tflite-int8", "student", "tflite", "int8", 400_000, 0.94, 2.0) | {"device": "pi"},
+    ]
+    for r in rows[:5]:
+        r["device"] = "local"
+    rows[0]["params"], rows[3]["max_abs_diff_vs_torch"], rows[4]["agreement_vs_fp32"] = 2_800_000, 3e-6, 0.97
+    return rows
+
+
+def test_figures_are_reported_without_goals():
+    figures = {(f["key"], f["subject"]): f for f in compute_figures(_rows(), "student/tflite-int8")}
+    assert figures[("int8_acc_drop", "student/tflite")]["value"] == pytest.approx(2.0)
+    assert figures[("teacher_acc_drop", "student/tflite-int8")]["value"] == pytest.approx(5.0)
+    assert figures[("student_vs_baseline", "student")]["text"] == "-1.00 points"
+    assert figures[("speedup", "student/tflite-int8")]["value"] == pytest.approx(6.0 / 0.05)  # p50 / p50, one device
+    assert figures[("size_kb", "student/tflite-int8")]["value"] == pytest.approx(400_000 / 1024)
+    assert figures[("int8_agreement", "student/tflite-int8")]["value"] == pytest.approx(97.0)
+    assert figures[("params_ratio", "student/tflite-int8")]["value"] == pytest.approx(2_800_000 / 1_234_567)
+    latency = [f for f in figures.values() if f["key"] == "latency_ms"]
+    assert sorted(f["subject"] for f in latency) == ["student/tflite-int8@local", "student/tflite-int8@pi"]
+    assert all("goal" not in f for f in figures.values())
+
+
+def test_goals_are_checked_on_their_figures_and_a_missing_figure_is_missed():
+    figures = compute_figures(_rows(), "student/tflite-int8")
+    goals = Goals(int8_acc_drop_max=1.0, latency_ms_max=1.0, student_vs_baseline_min=-2.0, accuracy_min=90)
+    results = check_goals(figures, goals)
+    missed = sorted(g["figure"] for g in results if not g["met"])
+    assert missed == ["student tflite fp32 accuracy − int8 accuracy", "student/tflite-int8 p50 latency on pi"]
+    assert len(results) == 5  # latency: one per device
+    assert goal_line(next(g for g in results if g["goal"] == "int8_acc_drop_max")) == (
+        "goal int8_acc_drop_max (≤ 1) missed: student tflite fp32 accuracy − int8 accuracy = +2.00 points"
+    )
+    (nothing,) = check_goals(
+        compute_figures(_rows(), "student/onnx-int8"), Goals(variant="student/onnx-int8", size_kb_max=500)
+    )
+    assert not nothing["met"] and nothing["value"] is None and "not measured" in nothing["text"]
+
+
+def test_markdown_marks_goals_met_and_missed(report: dict, tmp_path: Path) -> None:
+    report.pop("checks")
+    report["figures"] = compute_figures(_rows(), "student/tflite-int8")
+    report["goals"] = check_goals(report["figures"], Goals(int8_acc_drop_max=1.0, accuracy_min=90))
+    md = to_markdown(report)
+    assert "- ❌ student tflite fp32 accuracy − int8 accuracy: +2.00 points (goal int8_acc_drop_max ≤ 1)" in md
+    assert "- ✅ student/tflite-int8 test accuracy: 94.00 % (goal accuracy_min ≥ 90)" in md
+    assert "- teacher params / student params: 2.3×" in md  # a figure without a goal: no mark
+
+
+def test_report_stage_goals_are_validated():
+    from edgekd.config import validate_document
+    from edgekd.errors import ConfigError
+    from edgekd.stages.report import ReportConfig
+
+    assert ReportConfig(stage="report", checks=False).figures is False  # the option's name before goals
+    with pytest.raises(ValueError, match="goals are checked on the figures"):
+        ReportConfig(stage="report", figures=False, goals={"size_kb_max": 500})
+    with pytest.raises(ConfigError, match=r"goals\.int8_drop_max: unknown key; did you mean 'int8_acc_drop_max'"):
+        validate_document({"stages": [{"stage": "report", "goals": {"int8_drop_max": 1}}]})

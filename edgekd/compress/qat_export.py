@@ -35,6 +35,10 @@ def read_qat_state(path: str | Path) -> dict[str, torch.Tensor]:
     state = obj.get("qat_state") if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not state:
         raise ModelError(f"'{path}' holds no QAT state (fake-quant scales); re-run the qat stage")
+    from edgekd.models.checkpoint import non_finite_error
+
+    # an observer's min/max start at +-Inf; a scale, zero point or weight never is
+    non_finite_error(state, path, allow_inf=[k for k in state if k.endswith(("min_val", "max_val"))])
     return state
 
 

@@ -6,9 +6,10 @@ Three things are written, so that every kind of reader finds what it understands
   shape and layout, I/O quantization, preprocessing, versions). ``edgekd predict`` and ``examples/raspberry_pi``
   read it with the flatbuffer schema shipped in ``ai_edge_litert``.
 * ``TFLITE_METADATA`` — the standard ``ModelMetadata`` flatbuffer (identifier ``M001``) that the TFLite Support
-  library's ``MetadataExtractor`` / ``MetadataDisplayer`` read: input normalisation (as ``NormalizationOptions`` on
-  0-255 pixel values), image colour space (only for NHWC inputs: the Task Library's image classifier cannot take
-  NCHW), and the labels as an associated ``TENSOR_AXIS_LABELS`` file on the output tensor.
+  library's ``MetadataExtractor`` / ``MetadataDisplayer`` and MediaPipe's ``ImageClassifier`` read: input
+  normalisation (as ``NormalizationOptions`` on 0-255 pixel values), ``ImageProperties`` with the colour space (only
+  for NHWC inputs: MediaPipe and the Task Library take images channels-last; an NCHW input is declared a feature
+  tensor, which they refuse), and the labels as an associated ``TENSOR_AXIS_LABELS`` file on the output tensor.
 * ``labels.txt`` — one label per line, in a zip archive appended to the flatbuffer, the way TFLite Support packs
   associated files. The interpreter ignores the trailing archive.
 
@@ -156,6 +157,7 @@ def standard_metadata(md: dict[str, Any]) -> bytes:
         f"{md['input_layout']} {'x'.join(map(str, md['input_shape']))} (NCHW terms) image, "
         f"{'grey' if channels == 1 else 'RGB'}, pixels scaled to [0, 1], resized to "
         f"{md['input_shape'][2]}x{md['input_shape'][3]}, then (x - mean) / std per channel"
+        + ("; the model converts RGB to grey itself" if md.get("grey_from_rgb") else "")
     )
     in_tm = _table(
         b,

@@ -1,6 +1,7 @@
 """PyTorch -> TFLite with litert-torch (no ONNX, no TensorFlow graph in between).
 
-* fp32: ``litert_torch.convert`` of the eval-mode module; the input keeps PyTorch's NCHW layout.
+* fp32: ``litert_torch.convert`` of the eval-mode module, behind the app-facing input of
+  :mod:`edgekd.convert.image_input` (NHWC, RGB for a grey model) unless NCHW is asked for.
 * fp16: the fp32 flatbuffer is rewritten by ai-edge-quantizer's ``float_casting`` recipe: conv/fc weights stored as
   float16 and widened by DEQUANTIZE ops at load time; float32 activations and I/O.
 * int8: full-integer static PTQ through PT2E (``litert_torch.quantize.pt2e_quantizer``, per-channel symmetric int8
@@ -331,12 +332,18 @@ def convert_litert_torch(
     precision: str,
     calibration: np.ndarray | None = None,
     int8_io: bool = False,
+    nhwc: bool = False,
+    grey_from_rgb: bool = False,
 ) -> dict[str, Any]:
     """Convert ``model`` (a torch.nn.Module) to a TFLite file at ``out_path``; returns the info dict.
 
-    ``input_shape`` is the NCHW shape at batch 1, e.g. ``(1, 1, 32, 32)``; the file keeps that NCHW input.
-    ``int8_io`` only applies to ``precision="int8"``.
+    ``input_shape`` is the NCHW shape at batch 1, e.g. ``(1, 1, 32, 32)``, and ``calibration`` NCHW like the model's
+    input. The file takes NCHW, or NHWC with ``nhwc``; with ``grey_from_rgb`` a 1-channel model's file takes 3 (RGB)
+    channels and converts them to grey itself (:mod:`edgekd.convert.image_input`). ``int8_io`` only applies to
+    ``precision="int8"``.
     """
+    from edgekd.convert.image_input import app_facing
+
     out_path = Path(out_path)
     shape = tuple(int(d) for d in input_shape)
     if len(shape) < 2 or shape[0] != 1 or min(shape) < 1:
@@ -345,6 +352,7 @@ def convert_litert_torch(
     int8_io = bool(int8_io) and precision == "int8"
     t0 = time.perf_counter()
     modes = {m: m.training for m in model.modules()}  # restored afterwards: conversion needs eval mode
+    model, shape, calibration, app_input = app_facing(model, shape, calibration, nhwc, grey_from_rgb)
     with tempfile.TemporaryDirectory(prefix="edgekd-litert-") as tmp, quiet_native_output(Path(tmp) / "log") as log:
         try:
             import litert_torch
@@ -385,7 +393,9 @@ def convert_litert_torch(
         "converter": CONVERTER,
         "converter_version": version,
         "precision": precision,
-        "input_layout": "NCHW",
+        "input_layout": "NHWC" if nhwc else "NCHW",
+        "input_channels": int(shape[-1] if nhwc else shape[1]),
+        **app_input,
         "io_dtype": "int8" if int8_io else "float32",
         "seconds": round(time.perf_counter() - t0, 3),
     }

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgekd.array_checks import check_real_array, read_real_array
 from edgekd.data.sources import SOURCES, RawData
 from edgekd.errors import DataError
 from edgekd.fsutil import atomic_path, ensure_free_space
+from edgekd.safe_npz import check_npz
 
 SPLITS = ("train", "val", "test")
 
@@ -74,8 +76,11 @@ class SplitData:
     @classmethod
     def load(cls, path: Path) -> SplitData:
         """Load a saved split; the image arrays are memory-mapped from the (uncompressed) .npz, not read whole."""
+        check_npz(path, mapped={f"x_{s}" for s in SPLITS})
         with np.load(path, allow_pickle=False) as z:
-            arrays = {s: (_npz_memmap(Path(path), f"x_{s}.npy"), z[f"y_{s}"]) for s in SPLITS}
+            arrays = {s: (_npz_memmap(Path(path), f"x_{s}.npy"), read_real_array(z, f"y_{s}", path)) for s in SPLITS}
+            for s, (x, _) in arrays.items():
+                check_real_array(x, f"x_{s}", path)
             return cls(arrays, [str(v) for v in z["labels"]], z["mean"].tolist(), z["std"].tolist())
 
 

@@ -6,6 +6,8 @@ names. Splitting, normalisation statistics and augmentation are shared and live 
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgekd.array_checks import read_real_array
 from edgekd.errors import DataError
 from edgekd.registry import Registry
+from edgekd.safe_npz import check_npz
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+MAX_CLASSES = 100_000  # labels are class indices: a label of 2**62 must not become a list of 2**62 class names
+MAX_IMAGE_PIXELS = 64_000_000  # width x height of one image file, checked from its header before decoding
 SOURCES: Registry = Registry("data source")
 
 
@@ -67,8 +73,19 @@ def load_image(path: Path, channels: int, size: int | tuple[int, int]) -> np.nda
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
+        with warnings.catch_warnings():
+            # PIL warns past 89 MP and raises past 179 MP while opening: both become the one refusal below
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:
+                    raise Image.DecompressionBombError(f"{im.size[0]}x{im.size[1]} pixels")
+                arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\d+x\d+ pixels|\d+ pixels", str(exc))
+        raise DataError(
+            f"image '{path}' declares {found.group(0) if found else 'too many pixels'}, over edgekd's limit of "
+            f"{MAX_IMAGE_PIXELS // 10**6} megapixels for one image (a decompression bomb, or a photo to shrink first)"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"corrupt or unreadable image '{path}': {str(exc).splitlines()[0][:120]}") from None
     arr = arr[None] if channels == 1 else arr.transpose(2, 0, 1)
@@ -130,6 +147,13 @@ def _npz_labels(arr: np.ndarray, name: str, path: Path) -> np.ndarray:
         raise DataError(
             f"array '{name}' in '{path}' must be a 1-D integer array of labels (got {arr.dtype} {arr.shape})"
         )
+    if arr.size == 0:
+        raise DataError(f"array '{name}' in '{path}' holds no labels")
+    if arr.max() >= MAX_CLASSES:
+        raise DataError(
+            f"array '{name}' in '{path}' has label {arr.max()}: labels are class indices 0..K-1 and edgekd handles "
+            f"at most {MAX_CLASSES:,} classes"
+        )
     return arr.astype(np.int64)
 
 
@@ -139,6 +163,7 @@ def load_npz_source(cfg) -> RawData:
     path = Path(cfg.path).expanduser()
     if not path.is_file():
         raise DataError(f"npz file '{path}' does not exist")
+    check_npz(path)  # declared sizes first: a small file may inflate to gigabytes
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -146,17 +171,24 @@ def load_npz_source(cfg) -> RawData:
     with npz:
         if "x" not in npz or "y" not in npz:
             raise DataError(f"npz file '{path}' must contain arrays 'x' and 'y' (found {', '.join(npz.files)})")
-        x = resize(_npz_images(npz["x"], "x", path, cfg.channels), cfg.image_size)
-        y = _npz_labels(npz["y"], "y", path)
+        x = resize(_npz_images(read_real_array(npz, "x", path), "x", path, cfg.channels), cfg.image_size)
+        y = _npz_labels(read_real_array(npz, "y", path), "y", path)
         if len(x) != len(y):
             raise DataError(f"npz file '{path}': 'x' has {len(x)} images but 'y' has {len(y)} labels")
         splits = {}
         for split in ("val", "test"):
             if f"x_{split}" in npz:
-                xs = resize(_npz_images(npz[f"x_{split}"], f"x_{split}", path, cfg.channels), cfg.image_size)
-                splits[split] = (xs, _npz_labels(npz[f"y_{split}"], f"y_{split}", path))
+                if f"y_{split}" not in npz:
+                    raise DataError(f"npz file '{path}' has 'x_{split}' but no 'y_{split}' labels")
+                xs = read_real_array(npz, f"x_{split}", path)
+                xs = resize(_npz_images(xs, f"x_{split}", path, cfg.channels), cfg.image_size)
+                splits[split] = (xs, _npz_labels(read_real_array(npz, f"y_{split}", path), f"y_{split}", path))
         n_classes = int(max([y.max()] + [s[1].max() for s in splits.values()])) + 1
         labels = [str(v) for v in npz["labels"]] if "labels" in npz else [str(i) for i in range(n_classes)]
+    if len(labels) > MAX_CLASSES:
+        raise DataError(
+            f"array 'labels' in '{path}' names {len(labels):,} classes; edgekd handles at most {MAX_CLASSES:,}"
+        )
     for name, lab in [("y", y)] + [(f"y_{k}", v[1]) for k, v in splits.items()]:
         if lab.min() < 0 or lab.max() >= len(labels):
             raise DataError(f"array '{name}' in '{path}' has labels outside 0..{len(labels) - 1}")

@@ -87,5 +87,8 @@ class DistillEnv:
         loss_fn = loss_fn or module.loss
         # cached teachers (teacher_cache) replay their views; only on the real training split they were computed on
         views = teacher_cache.views_of(module) if data is None else None
+        objective = module.objective if isinstance(module, DistillModule) else None
+        parts = (lambda: objective._parts) if objective is not None and len(objective.terms) else None  # epoch lines
         return fit(module, data or self.data, self.cfg.train, self.ctx.pipeline.data.augment, self.seed, loss_fn, desc,
-                   self.device, checkpoint=self.ctx.checkpoint(name), select_best=select_best, views=views)  # fmt: skip
+                   self.device, checkpoint=self.ctx.checkpoint(name), select_best=select_best, views=views,
+                   loss_parts=parts)  # fmt: skip

@@ -10,6 +10,10 @@ learn the teacher's with the OFA loss
 
 which is cross-entropy with the teacher's distribution (KD up to a constant) at eps = 1, and gives the true class
 more weight for eps > 1 (the paper uses 1 to 1.5). The branch heads train with the student and are never exported.
+
+The term is the **mean** over the branches (and over samples, with purification's sample weights), where the paper
+and the authors' code **sum** the branch losses: with k student layers, ``weight: w`` here equals weight ``w / k``
+there. Averaging keeps the term's scale, and so a tuned ``weight``, independent of how many layers are named.
 For token <-> feature-map matching of intermediate layers, combine with the ``feature`` term.
 """
 
@@ -72,6 +76,7 @@ class OFATerm(LossTerm):
         self.heads = nn.ModuleList(heads)
 
     def forward(self, b: Batch) -> torch.Tensor:
+        """Mean over branches of the per-sample OFA loss (the paper sums them: see the module docstring)."""
         per_sample = 0.0
         for name, head in zip(self.cfg.student_layers, self.heads, strict=True):
             logits = head(to_map(b.student_feats[name]))

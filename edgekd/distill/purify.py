@@ -11,6 +11,12 @@ probability at T = 1 is below ``min_confidence``), or either (``when``). Flagged
   is kept and the teacher becomes right; a no-op where it already was) or ``mix`` (p' = (1 - m) p_T + m one-hot(y) at
   the distillation temperature, as label-smoothing toward the truth).
 
+With several teachers, purification reads the **combined** target (``multi_teacher.combine_teachers``), not each
+teacher: "the teacher" above is the logits it hands on, T * log p with p = sum_i w_i softmax(z_i / T), and "at T = 1"
+is softmax of those logits, i.e. p^T renormalised -- the combined target brought back to T = 1. Its top class is p's;
+its confidence is neither p's own (at T) nor the average of the teachers' T = 1 probabilities (for one teacher all
+three coincide with the teacher's T = 1 softmax). ``mix`` mixes p itself, at T.
+
 Ideas from the literature on noisy or wrong teachers (Wen et al. 2019; Zhou et al. 2021 "Rethinking soft labels";
 "knowledge purification" in multi-teacher KD). The stage counts what was purified on the training split and puts
 the counts in the student's metadata; the report shows them.
@@ -36,7 +42,8 @@ class PurifyConfig(Strict):
 
 
 def flags(teacher_logits: torch.Tensor, y: torch.Tensor, cfg: PurifyConfig) -> dict[str, torch.Tensor]:
-    """Boolean (N,) masks: wrong, unconfident, flagged."""
+    """Boolean (N,) masks: wrong, unconfident, flagged; probabilities are ``softmax(teacher_logits)`` at T = 1 of the
+    logits given (with several teachers: the combined target's, see the module docstring)."""
     p = F.softmax(teacher_logits, dim=1)
     conf, pred = p.max(1)
     wrong, unsure = pred != y, conf < cfg.min_confidence

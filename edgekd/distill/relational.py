@@ -61,9 +61,18 @@ def rkd_distance(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None = None
     return _weighted(F.smooth_l1_loss(ds, dt, reduction="none"), pair_w)
 
 
-def angles(e: torch.Tensor) -> torch.Tensor:
-    """(N, N, N): [i, j, k] = cos of the angle at anchor i between e_j and e_k."""
-    v = F.normalize(e[None, :, :] - e[:, None, :], p=2, dim=2)  # [i, j] = unit(e_j - e_i)
+def angles(e: torch.Tensor, rel_tol: float = 1e-5) -> torch.Tensor:
+    """(N, N, N): [i, j, k] = cos of the angle at anchor i between e_j and e_k.
+
+    A pair with no direction -- the diagonal, or two (near-)identical embeddings, closer than ``rel_tol`` times the
+    batch's largest value -- gets a zero vector, as ``F.normalize`` gives for an exact zero. It is masked *before*
+    dividing: normalising a zero difference with eps 1e-12 passes a 1e12 factor into the gradient (norm ~3e9 for one
+    duplicated sample in a batch of 8). Every other pair is divided by its norm as before, so the value is unchanged.
+    """
+    diff = e[None, :, :] - e[:, None, :]  # [i, j] = e_j - e_i
+    norm = torch.linalg.vector_norm(diff, dim=2, keepdim=True)
+    keep = norm > (e.detach().abs().amax() * rel_tol).clamp_min(1e-12)
+    v = torch.where(keep, diff / torch.where(keep, norm, torch.ones_like(norm)), torch.zeros_like(diff))
     return torch.bmm(v, v.transpose(1, 2))
 
 

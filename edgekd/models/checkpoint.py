@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import torch
@@ -41,6 +42,21 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def non_finite_error(state: Mapping[str, torch.Tensor], path: str | Path, allow_inf: Collection[str] = ()) -> None:
+    """Refuse the first floating tensor holding NaN, or +-Inf unless its name is in ``allow_inf`` (a buffer such as an
+    attention mask or an observer's untouched min/max may be infinite; a weight never is)."""
+    for name, t in state.items():
+        if not (isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())):
+            continue
+        bad = torch.isnan(t).any() if name in allow_inf else ~torch.isfinite(t).all()
+        if bool(bad):
+            what = "NaN" if bool(torch.isnan(t).any()) else "Inf"
+            raise ModelError(
+                f"checkpoint '{path}' holds {what} in '{name}': its weights are broken (diverged training or a "
+                "corrupt file); use another checkpoint"
+            )
+
+
 def load_into(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a checkpoint into ``model``, failing with one line when it was saved for another architecture."""
     state = load_state_dict(path)
@@ -63,5 +79,7 @@ def load_into(model: nn.Module, path: str | Path) -> nn.Module:
         raise ModelError(
             f"checkpoint '{path}' does not fit the {type(model).__name__} architecture: " + "; ".join(parts)
         )
+    params = {name for name, _ in model.named_parameters()}
+    non_finite_error(state, path, allow_inf=[k for k in state if k not in params])
     model.load_state_dict(state)
     return model

@@ -212,6 +212,20 @@ def failure_notes(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def figure_lines(report: dict[str, Any]) -> list[tuple[bool | None, str]]:
+    """(met, text) per figure — met is None where no goal was set — then the goals that could not be measured;
+    a report written before goals existed shows its acceptance checks."""
+    out: list[tuple[bool | None, str]] = []
+    for f in report.get("figures") or []:
+        goal = f" (goal {f['goal']} {f['target']})" if f.get("goal") else ""
+        out.append((f.get("met"), f"{f.get('name', '?')}: {f.get('text', f.get('value'))}{goal}"))
+    for g in report.get("goals") or []:
+        if g.get("value") is None:
+            out.append((False, f"{g.get('figure', '?')}: {g.get('text')} (goal {g.get('goal')} {g.get('target')})"))
+    out += [check_line(c) for c in report.get("checks") or []]
+    return out
+
+
 def check_line(check: dict[str, Any]) -> tuple[bool, str]:
     """(passed, 'name: value (target: ...)') for one acceptance check."""
     text = str(check.get("name", "check"))

@@ -68,12 +68,11 @@ def _table(report: dict[str, Any]) -> list[str]:
 
 def _sections(report: dict[str, Any]) -> list[str]:
     out: list[str] = []
-    checks = report.get("checks") or []
-    if checks:
-        out += ["<h2>Checks</h2>", '<ul class="checks">']
-        for check in checks:
-            passed, text = fmt.check_line(check)
-            out.append(f"<li>{'✅' if passed else '❌'} {_e(text)}</li>")
+    lines = fmt.figure_lines(report)
+    if lines:
+        out += ["<h2>Figures and goals</h2>", '<ul class="checks">']
+        for met, text in lines:
+            out.append(f"<li>{'•' if met is None else '✅' if met else '❌'} {_e(text)}</li>")
         out.append("</ul>")
     notes = report.get("notes") or []
     if notes:

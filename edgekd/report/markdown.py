@@ -69,12 +69,11 @@ def to_markdown(report: dict[str, Any]) -> str:
         out += [f"- **{md_escape(_where(v))}**: {md_escape(v.get('error') or 'unknown error')}" for v in failed]
         out.append("")
 
-    checks = report.get("checks") or []
-    if checks:
-        out += ["## Checks", ""]
-        for check in checks:
-            passed, text = fmt.check_line(check)
-            out.append(f"- {'✅' if passed else '❌'} {md_escape(text)}")
+    lines = fmt.figure_lines(report)
+    if lines:
+        out += ["## Figures and goals", ""]
+        for met, text in lines:
+            out.append(f"- {'' if met is None else '✅ ' if met else '❌ '}{md_escape(text)}")
         out.append("")
 
     notes = report.get("notes") or []

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from edgekd.artifacts import Artifact
 from edgekd.config import PipelineConfig, StageConfig
 from edgekd.errors import StageError
@@ -127,3 +129,36 @@ def spec_of_artifact(pipeline: PipelineConfig, name: str, before: StageConfig) -
         elif st.stage in ("prune", "qat") and st.output == name:
             spec = spec_of_artifact(pipeline, st.model, st)
     return spec
+
+
+def import_model_errors(cfg: StageConfig, pipeline: PipelineConfig) -> list[str]:
+    """Build every user model (``import: pkg.mod:Class``) a stage config names, as validate builds the zoo's.
+
+    A missing module, a syntax error, an exception at import or in the constructor, a return value that is not a
+    module: each is one message naming the import path, at validate time instead of after earlier stages ran.
+    """
+    from edgekd.config import ModelSpec
+    from edgekd.errors import EdgekdError
+    from edgekd.models import build_model
+
+    specs: list[ModelSpec] = []
+    stack: list[Any] = [cfg]
+    while stack:  # the specs may sit deeper than the stage (a strategy's peers)
+        node = stack.pop()
+        if isinstance(node, ModelSpec):
+            specs.append(node)
+        elif isinstance(node, BaseModel):
+            stack.extend(getattr(node, name) for name in type(node).model_fields)
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    channels = pipeline.data.channels or 1
+    classes = len(pipeline.data.labels) if pipeline.data.labels else 10
+    errors: list[str] = []
+    for spec in specs:
+        if spec.import_ is None:
+            continue
+        try:
+            build_model(spec.as_dict(), channels, classes)
+        except EdgekdError as exc:
+            errors.append(str(exc))
+    return list(dict.fromkeys(errors))

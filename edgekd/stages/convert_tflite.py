@@ -2,6 +2,10 @@
 
 Two converters: litert-torch (PyTorch -> TFLite directly) and onnx2tf (ONNX -> TensorFlow -> TFLite). The precision
 written in the report is the one found in the file (edgekd.convert.tflite_inspect), never the one asked for.
+
+The files take what app tooling hands an image classifier (edgekd.convert.image_input): NHWC input, and RGB for a
+model trained on grey images, so MediaPipe's ImageClassifier loads them. Verification feeds the same test images in
+that form (the device agent repeats a grey image into RGB) and compares with the PyTorch model on the grey NCHW ones.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edgekd.artifacts import Artifact, TfliteModel
 from edgekd.config import StageConfig
@@ -35,6 +39,23 @@ class ConvertTfliteConfig(StageConfig):
     tolerance: float = Field(1e-4, gt=0, description="fp32: max abs logit difference allowed vs PyTorch")
     min_int8_agreement: float = Field(0.98, ge=0, le=1, description="int8: top-1 agreement with fp32 on the test split")
     min_fp16_agreement: float = Field(0.99, ge=0, le=1)
+    input_layout: Literal["nhwc", "nchw"] = Field(
+        "nhwc", description="the file's input layout: nhwc (what app tooling such as MediaPipe takes) or PyTorch's nchw"
+    )
+    grey_as_rgb: bool = Field(
+        True, description="nhwc: a grey model's file takes RGB and makes grey itself (MediaPipe takes only RGB)"
+    )
+
+    @model_validator(mode="after")
+    def _check_file_input(self) -> ConvertTfliteConfig:
+        rgb_asked = "grey_as_rgb" in self.model_fields_set and self.grey_as_rgb
+        if self.converter == "onnx2tf" and self.input_layout == "nchw":
+            raise ValueError("input_layout: nchw needs converter: litert-torch (onnx2tf always writes NHWC files)")
+        if self.converter == "onnx2tf" and rgb_asked:
+            raise ValueError("grey_as_rgb needs converter: litert-torch (onnx2tf keeps the ONNX file's channels)")
+        if self.input_layout == "nchw" and rgb_asked:
+            raise ValueError("grey_as_rgb applies to input_layout: nhwc (the layout MediaPipe and app tooling take)")
+        return self
 
 
 def _inputs(cfg: ConvertTfliteConfig, store) -> list[str]:
@@ -54,11 +75,28 @@ def _convert(cfg: ConvertTfliteConfig, inputs, model, data: SplitData, precision
     if cfg.converter == "litert-torch":
         from edgekd.convert.via_litert_torch import convert_litert_torch
 
-        return convert_litert_torch(model, tuple(data.input_shape), out, precision, calib, int8_io)
+        nhwc = cfg.input_layout == "nhwc"
+        rgb = nhwc and cfg.grey_as_rgb
+        return convert_litert_torch(model, tuple(data.input_shape), out, precision, calib, int8_io, nhwc, rgb)
     from edgekd.convert.via_onnx2tf import convert_onnx2tf
 
     work = ctx.out_dir / f".onnx2tf-{precision}"
     return convert_onnx2tf(inputs[f"onnx/{cfg.model}-fp32"].path, out, precision, calib, int8_io, work)
+
+
+def _file_input(meta: dict, info: dict) -> dict:
+    """Layout, shape (NCHW terms) and normalisation of the file's input: RGB with the grey statistics repeated when
+    the file converts RGB to grey itself (the luma weights sum to 1, so the normalised grey value is unchanged)."""
+    out = {"input_layout": info["input_layout"]}
+    if info.get("grey_from_rgb"):
+        shape = list(meta["input_shape"])
+        out.update(
+            input_shape=[shape[0], 3, *shape[2:]],
+            mean=list(meta["mean"]) * 3,
+            std=list(meta["std"]) * 3,
+            grey_from_rgb=True,
+        )
+    return out
 
 
 @register_stage(
@@ -93,9 +131,9 @@ def run_convert_tflite(cfg: ConvertTfliteConfig, ctx, inputs) -> list[Artifact]:
                 found = inspect_tflite(out)
                 meta = {
                     **base_meta,
+                    **_file_input(base_meta, info),
                     "format": "tflite",
                     "source": cfg.model,
-                    "input_layout": info["input_layout"],
                     "requested_precision": precision,
                     "precision": found["precision"],
                     "converter": info,

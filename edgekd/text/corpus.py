@@ -114,15 +114,21 @@ def stdlib_sentences(root: Path | None = None, min_chars: int = 30, max_chars: i
 
 
 def package_sentences(packages: list[str], exclude: set[str]) -> list[str]:
-    """Docstring sentences of installed packages (extra transfer text), minus ``exclude`` (lowercased)."""
-    import importlib.util
+    """Docstring sentences of installed packages (extra transfer text), minus ``exclude`` (lowercased).
+
+    The packages' files are parsed, never imported (:func:`edgekd.text.packages.package_dir`).
+    """
+    from edgekd.text.packages import package_dir
 
     out: list[str] = []
     for name in packages:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.origin:
+        try:
+            folder = package_dir(name)
+        except ValueError as exc:
+            raise DataError(f"transfer package {exc}: give installed packages such as numpy") from None
+        if folder is None:
             raise DataError(f"transfer package '{name}' is not installed (pip install {name}, or drop it)")
-        for s, _ in stdlib_sentences(Path(spec.origin).parent):
+        for s, _ in stdlib_sentences(folder):
             if s.lower() not in exclude:
                 exclude.add(s.lower())
                 out.append(s)

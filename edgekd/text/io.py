@@ -10,6 +10,7 @@ from torch import nn
 
 from edgekd.artifacts import Artifact, TorchModel
 from edgekd.fsutil import atomic_path
+from edgekd.safe_npz import check_npz
 from edgekd.text.models import build_text_model, param_count
 from edgekd.text.train import Split
 
@@ -23,11 +24,13 @@ def save_tokens(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def load_split(art: Artifact, split: str) -> Split:
+    check_npz(art.path, keys={f"ids_{split}", f"mask_{split}", f"teacher_{split}"})
     with np.load(art.path, allow_pickle=False) as z:
         return Split(z[f"ids_{split}"], z[f"mask_{split}"], z[f"teacher_{split}"])
 
 
 def load_array(art: Artifact, key: str) -> np.ndarray:
+    check_npz(art.path, keys={key})
     with np.load(art.path, allow_pickle=False) as z:
         return z[key]
 

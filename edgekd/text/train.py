@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgekd import console
 from edgekd.fsutil import atomic_write_bytes
 from edgekd.text.losses import POOLED, anchor_loss, attention_loss, hidden_loss, neighbor_loss, second_moment
 from edgekd.text.metrics import similarity_spearman, topk_overlap
@@ -254,71 +255,80 @@ def distill(
         best, best_state, history = (saved["best_epoch"], saved["best_val"]), saved["best_state"], saved["history"]
         start = saved["epoch"] + 1
         log(f"resuming after epoch {saved['epoch']} (checkpoint {checkpoint})")
-    for epoch in range(start, recipe.epochs + 1):
-        student.train()
-        t0, total, parts = (
-            time.perf_counter(),
-            0.0,
-            dict.fromkeys([*recipe.weights, *(p.kind for p in recipe.layers)], 0.0),
-        )
-        rng, bank_rng = np.random.default_rng([seed, epoch]), np.random.default_rng([seed, epoch, 1])
-        for rows in batches(lengths, recipe.batch_size, rng, recipe.group_by_length):
-            ids, mask, t_emb = batch_tensors(train, rows, lengths)
-            emb, s_hidden, s_att = student.features(ids, mask)
-            loss, terms = pooled(emb, t_emb, bank_rng)
-            for name, term in terms.items():
-                parts[name] += float(term.detach())
-            if cached is not None:
-                t_hidden, t_att = cached.batch(rows, ids.shape[1]), []
-            elif recipe.layers:
-                with torch.no_grad():
-                    _, t_hidden, t_att = teacher.features(ids, mask, attentions=want_att)
-            for p in recipe.layers:
-                if p.kind == "hidden":
-                    term = hidden_loss(
-                        projs[f"{p.student}_{p.teacher}"], s_hidden[p.student], t_hidden[p.teacher], mask
-                    )
-                else:
-                    term = attention_loss(s_att[p.student], t_att[p.teacher], mask)
-                parts[p.kind] += float(term.detach())
-                loss = loss + p.weight * term
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            total += float(loss.detach())
-        figs = val_figures(student, val, recipe.val_limit)
-        row = {
-            "epoch": epoch,
-            "loss": round(total / steps, 5),
-            "seconds": round(time.perf_counter() - t0, 1),
-            **{k: round(v / steps, 5) for k, v in parts.items()},
-            **{k: round(v, 4) for k, v in figs.items()},
-        }
-        history.append(row)
-        log(
-            f"epoch {epoch}/{recipe.epochs}: loss {row['loss']:.4f}, val cosine {figs['val_cosine']:.4f}, "
-            f"spearman {figs['val_spearman']:.4f}, top-10 {figs['val_top10']:.3f} ({row['seconds']} s)"
-        )
-        if best is None or figs["val_spearman"] > best[1]["val_spearman"]:
-            best = (epoch, figs)
-            best_state = copy.deepcopy(student.state_dict())
-        if checkpoint is not None:
-            state = {
+    console.training_begins("text distill")
+    with console.progress() as bar:
+        task = bar.add_task("text distill", total=recipe.epochs * steps, completed=(start - 1) * steps, info="",
+                            unit="batch")  # fmt: skip
+        for epoch in range(start, recipe.epochs + 1):
+            bar.update(task, description=f"text distill · epoch {epoch}/{recipe.epochs}")
+            student.train()
+            t0, total, parts = (
+                time.perf_counter(),
+                0.0,
+                dict.fromkeys([*recipe.weights, *(p.kind for p in recipe.layers)], 0.0),
+            )
+            rng, bank_rng = np.random.default_rng([seed, epoch]), np.random.default_rng([seed, epoch, 1])
+            for rows in batches(lengths, recipe.batch_size, rng, recipe.group_by_length):
+                ids, mask, t_emb = batch_tensors(train, rows, lengths)
+                emb, s_hidden, s_att = student.features(ids, mask)
+                loss, terms = pooled(emb, t_emb, bank_rng)
+                for name, term in terms.items():
+                    parts[name] += float(term.detach())
+                if cached is not None:
+                    t_hidden, t_att = cached.batch(rows, ids.shape[1]), []
+                elif recipe.layers:
+                    with torch.no_grad():
+                        _, t_hidden, t_att = teacher.features(ids, mask, attentions=want_att)
+                for p in recipe.layers:
+                    if p.kind == "hidden":
+                        term = hidden_loss(
+                            projs[f"{p.student}_{p.teacher}"], s_hidden[p.student], t_hidden[p.teacher], mask
+                        )
+                    else:
+                        term = attention_loss(s_att[p.student], t_att[p.teacher], mask)
+                    parts[p.kind] += float(term.detach())
+                    loss = loss + p.weight * term
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                total += float(loss.detach())
+                bar.advance(task)
+            figs = val_figures(student, val, recipe.val_limit)
+            row = {
                 "epoch": epoch,
-                "student": student.state_dict(),
-                "projs": projs.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "best_epoch": best[0],
-                "best_val": best[1],
-                "best_state": best_state,
-                "history": history,
+                "loss": round(total / steps, 5),
+                "seconds": round(time.perf_counter() - t0, 1),
+                **{k: round(v / steps, 5) for k, v in parts.items()},
+                **{k: round(v, 4) for k, v in figs.items()},
             }
-            buf = io.BytesIO()
-            torch.save(state, buf)
-            atomic_write_bytes(checkpoint, buf.getvalue())
+            history.append(row)
+            eta = console.epoch_done(row["seconds"], recipe.epochs - epoch)
+            left = f", ETA {console.duration(eta)} for this stage" if eta >= 1 else ""
+            log(
+                f"epoch {epoch}/{recipe.epochs}: loss {row['loss']:.4f}, val cosine {figs['val_cosine']:.4f}, "
+                f"spearman {figs['val_spearman']:.4f}, top-10 {figs['val_top10']:.3f} ({row['seconds']} s{left})"
+            )
+            bar.update(task, info=f"stage ETA {console.duration(eta)}" if eta >= 1 else "")
+            if best is None or figs["val_spearman"] > best[1]["val_spearman"]:
+                best = (epoch, figs)
+                best_state = copy.deepcopy(student.state_dict())
+            if checkpoint is not None:
+                state = {
+                    "epoch": epoch,
+                    "student": student.state_dict(),
+                    "projs": projs.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "best_epoch": best[0],
+                    "best_val": best[1],
+                    "best_state": best_state,
+                    "history": history,
+                }
+                buf = io.BytesIO()
+                torch.save(state, buf)
+                atomic_write_bytes(checkpoint, buf.getvalue())
     assert best is not None and best_state is not None
     student.load_state_dict(best_state)
     student.eval()

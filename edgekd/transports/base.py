@@ -153,9 +153,9 @@ class AgentSession:
     def run(self, job: AgentJob) -> dict:
         """Measure one model; a failed run is a ``failed`` row, a device problem raises TransportError."""
         agent = self.push(agent_path())
-        tokenizer = agent_path().with_name("wordpiece.py")  # the agent imports it for text models, from its folder
-        if tokenizer.is_file():
-            self.push(tokenizer)
+        for helper in ("wordpiece.py", "pt2_guard.py"):  # the agent imports these from its folder (text, .pt2)
+            if agent_path().with_name(helper).is_file():
+                self.push(agent_path().with_name(helper))
         model, meta, data = self.push(job.model), self.push(job.meta), self.push(job.data)
         preds = self.transport.scratch(f"{job.model.name}.preds.npy") if job.preds_out is not None else None
         argv = [*self.python, agent, *agent_flags(job, model, meta, data, preds)]

@@ -1,9 +1,16 @@
-// Classify a Bitmap on Android with a .tflite model exported by edgekd, through LiteRT's Interpreter API.
+// Classify a Bitmap on Android with a .tflite model exported by edgekd: through MediaPipe's ImageClassifier (first: the
+// few lines most apps need) or through LiteRT's Interpreter (second: raw logits, no MediaPipe). Neither holds a number
+// about the model: input size, layout, normalisation and labels come from the metadata inside the file.
 // Not compiled by edgekd's tests (there is no Android SDK on its build machine): see README.md in this folder.
 package com.example.edgekd
 
 import android.content.Context
 import android.graphics.Bitmap
+import com.google.mediapipe.framework.image.BitmapImageBuilder
+import com.google.mediapipe.tasks.core.BaseOptions
+import com.google.mediapipe.tasks.vision.imageclassifier.ImageClassifier
+import org.json.JSONArray
+import org.json.JSONObject
 import org.tensorflow.lite.DataType
 import org.tensorflow.lite.Interpreter
 import java.io.FileInputStream
@@ -16,22 +23,39 @@ import kotlin.math.exp
 import kotlin.math.floor
 import kotlin.math.sign
 
-/** From `edgekd inspect student-int8.tflite` (the model's metadata): copy your model's values here. */
-object ModelInfo {
-    const val MODEL = "student-int8.tflite" // app/src/main/assets/
-    const val LABELS = "labels.txt" // unzip -p student-int8.tflite labels.txt > app/src/main/assets/labels.txt
-    const val NCHW = true // metadata input_layout: NCHW (litert-torch converter) or NHWC (onnx2tf)
-    val MEAN = floatArrayOf(0.30495f) // metadata mean: per channel, for pixels scaled to [0, 1]
-    val STD = floatArrayOf(0.37575f) // metadata std
+const val MODEL = "student-int8.tflite" // in app/src/main/assets/, stored uncompressed (see README.md)
+
+/** 1. MediaPipe: it reads the input size, the normalisation and the labels from the file's standard TFLite metadata. */
+class MediaPipeClassifier(context: Context, topK: Int = 3) : AutoCloseable {
+    private val classifier = ImageClassifier.createFromOptions(
+        context,
+        ImageClassifier.ImageClassifierOptions.builder()
+            .setBaseOptions(BaseOptions.builder().setModelAssetPath(MODEL).build())
+            .setMaxResults(topK)
+            .build(),
+    )
+
+    /** (label, score) pairs, best first; the score is the model's logit (edgekd models output logits). */
+    fun classify(bitmap: Bitmap): List<Pair<String, Float>> =
+        classifier.classify(BitmapImageBuilder(bitmap).build()).classificationResult().classifications()[0]
+            .categories().map { it.categoryName() to it.score() }
+
+    override fun close() = classifier.close()
 }
 
+/** 2. LiteRT Interpreter: preprocessing and labels from the `edgekd` JSON the file carries (see edgekdMetadata). */
 class EdgekdClassifier(context: Context, threads: Int = 4) : AutoCloseable {
-    private val interpreter = Interpreter(loadModel(context), Interpreter.Options().setNumThreads(threads))
-    val labels: List<String> = context.assets.open(ModelInfo.LABELS).bufferedReader().readLines().filter { it.isNotBlank() }
-    private val shape = interpreter.getInputTensor(0).shape() // [1, C, H, W] or [1, H, W, C]
-    private val channels = if (ModelInfo.NCHW) shape[1] else shape[3]
-    private val height = if (ModelInfo.NCHW) shape[2] else shape[1]
-    private val width = if (ModelInfo.NCHW) shape[3] else shape[2]
+    private val model = loadModel(context)
+    private val meta = edgekdMetadata(model)
+    private val interpreter = Interpreter(model, Interpreter.Options().setNumThreads(threads))
+    val labels: List<String> = meta.getJSONArray("labels").strings()
+    private val nchw = meta.getString("input_layout") == "NCHW"
+    private val shape = meta.getJSONArray("input_shape") // [1, C, H, W] in NCHW terms, whatever the file's layout
+    private val channels = shape.getInt(1)
+    private val height = shape.getInt(2)
+    private val width = shape.getInt(3)
+    private val mean = meta.getJSONArray("mean").floats() // per channel, for pixels scaled to [0, 1]
+    private val std = meta.getJSONArray("std").floats()
 
     init {
         val classes = interpreter.getOutputTensor(0).shape().last()
@@ -77,8 +101,7 @@ class EdgekdClassifier(context: Context, threads: Int = 4) : AutoCloseable {
             val b = px[i] and 0xFF
             val values = if (channels == 1) intArrayOf((r * 19595 + g * 38470 + b * 7471 + 0x8000) shr 16) else intArrayOf(r, g, b)
             for (c in 0 until channels) {
-                val v = (values[c] / 255f - ModelInfo.MEAN[c]) / ModelInfo.STD[c]
-                out[if (ModelInfo.NCHW) c * height * width + i else i * channels + c] = v
+                out[if (nchw) c * height * width + i else i * channels + c] = (values[c] / 255f - mean[c]) / std[c]
             }
         }
         return out
@@ -87,7 +110,41 @@ class EdgekdClassifier(context: Context, threads: Int = 4) : AutoCloseable {
     override fun close() = interpreter.close()
 
     private fun loadModel(context: Context): MappedByteBuffer =
-        context.assets.openFd(ModelInfo.MODEL).use { fd ->
+        context.assets.openFd(MODEL).use { fd ->
             FileInputStream(fd.fileDescriptor).channel.map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength)
         }
 }
+
+/**
+ * The JSON edgekd stores in the model's flatbuffer: the `Model.metadata` entry named "edgekd" points at a buffer
+ * holding it. Read with plain flatbuffer offsets (TFLite schema: Model.buffers is field 4, Model.metadata field 6;
+ * Metadata.name field 0, Metadata.buffer field 1; Buffer.data field 0), so no extra library is needed.
+ */
+fun edgekdMetadata(model: ByteBuffer): JSONObject {
+    val b = model.duplicate().order(ByteOrder.LITTLE_ENDIAN)
+    fun deref(pos: Int) = pos + b.getInt(pos) // an offset stored at pos -> the absolute position it points to
+    fun field(table: Int, slot: Int): Int { // absolute position of a table field, 0 when absent
+        val vtable = table - b.getInt(table)
+        val entry = 4 + 2 * slot
+        val off = if (entry < (b.getShort(vtable).toInt() and 0xFFFF)) b.getShort(vtable + entry).toInt() and 0xFFFF else 0
+        return if (off == 0) 0 else table + off
+    }
+    fun bytes(vectorField: Int): ByteArray { val v = deref(vectorField); return ByteArray(b.getInt(v)) { b.get(v + 4 + it) } }
+    val root = deref(0)
+    val metadata = field(root, 6)
+    require(metadata != 0) { "$MODEL has no metadata: export it with edgekd" }
+    val entries = deref(metadata)
+    val buffers = deref(field(root, 4))
+    for (i in 0 until b.getInt(entries)) {
+        val entry = deref(entries + 4 + 4 * i)
+        if (String(bytes(field(entry, 0)), Charsets.UTF_8) != "edgekd") continue
+        val index = field(entry, 1).let { if (it == 0) 0 else b.getInt(it) }
+        val buffer = deref(buffers + 4 + 4 * index)
+        return JSONObject(String(bytes(field(buffer, 0)), Charsets.UTF_8))
+    }
+    error("$MODEL has no edgekd metadata: export it with edgekd")
+}
+
+private fun JSONArray.strings() = List(length()) { getString(it) }
+
+private fun JSONArray.floats() = FloatArray(length()) { getDouble(it).toFloat() }

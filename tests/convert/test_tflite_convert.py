@@ -99,13 +99,13 @@ def setup(tmp_path_factory):
 def convert(setup):
     cache: dict = {}
 
-    def _get(converter: str, precision: str, int8_io: bool = False):
-        key = (converter, precision, int8_io)
+    def _get(converter: str, precision: str, int8_io: bool = False, app_input: bool = False):
+        key = (converter, precision, int8_io, app_input)
         if key not in cache:
-            out = setup["work"] / f"{converter}_{precision}{'_int8io' if int8_io else ''}.tflite"
+            out = setup["work"] / f"{converter}_{precision}{'_int8io' if int8_io else ''}{'_app' * app_input}.tflite"
             cal = setup["calib"] if precision == "int8" else None
             if converter == "litert-torch":
-                info = convert_litert_torch(setup["model"], SHAPE, out, precision, cal, int8_io)
+                info = convert_litert_torch(setup["model"], SHAPE, out, precision, cal, int8_io, app_input, app_input)
             else:
                 info = convert_onnx2tf(setup["onnx"], out, precision, cal, int8_io, work_dir=setup["work"] / "o2t")
             cache[key] = (out, info)
@@ -157,6 +157,26 @@ def test_convert_runs_in_litert_and_matches_pytorch(setup, convert, converter, p
     else:
         assert agreement >= 0.9, f"int8 top-1 agreement {agreement:.3f} (max abs diff {diff:.4f})"
         assert diff <= 0.1 * float(np.abs(ref).max())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_litert_torch_app_input_is_nhwc_rgb_and_matches_pytorch(setup, convert, precision):
+    """nhwc + grey_from_rgb: the grey model's file takes [1, H, W, 3]; a grey image fed as R = G = B gives PyTorch's
+    logits. The permute in front cancels litert-torch's own transpose and the luma weights are folded into the first
+    conv, so the file has no op more than the NCHW one."""
+    path, info = convert("litert-torch", precision, app_input=True)
+    assert info["input_layout"] == "NHWC" and info["grey_from_rgb"] and info["input_channels"] == 3
+    assert info["grey_conversion"] == "folded into the first convolution"
+    found = inspect_tflite(path)
+    assert found["inputs"][0]["shape"] == [1, SHAPE[2], SHAPE[3], 3] and found["precision"] == precision
+    nchw = inspect_tflite(convert("litert-torch", precision)[0])
+    assert found["num_operators"] <= nchw["num_operators"] and "TRANSPOSE" not in found["operators"]
+    y = run_tflite(path, np.repeat(setup["test"], 3, axis=1), "NHWC")
+    ref = setup["ref"]
+    if precision == "fp32":
+        assert float(np.abs(y - ref).max()) <= 1e-4
+    else:
+        assert float((y.argmax(1) == ref.argmax(1)).mean()) >= 0.9
 
 
 @pytest.mark.parametrize("converter", CONVERTERS)

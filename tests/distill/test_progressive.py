@@ -54,8 +54,8 @@ def test_progressive_chain_runs_end_to_end(tmp_path):
     assert rows["student/pytorch"]["role"] == "student"
     assert set(rows) == {"teacher/pytorch", "assistant/pytorch", "student/pytorch"}
     # the report's targets compare the student with the teacher, never the assistant
-    ratio = next(c for c in report["checks"] if c["name"] == "teacher params / student params")
-    assert float(ratio["value"].rstrip("×")) == pytest.approx(
+    ratio = next(f for f in report["figures"] if f["key"] == "params_ratio")
+    assert ratio["name"] == "teacher params / student params" and ratio["value"] == pytest.approx(
         rows["teacher/pytorch"]["params"] / rows["student/pytorch"]["params"], rel=1e-2
     )
     assert "assistant/pytorch" in (tmp_path / "run" / "06_report" / "report.md").read_text()

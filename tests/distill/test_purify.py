@@ -119,3 +119,20 @@ def test_report_reads_the_counts_from_the_student(tmp_path):
         "baseline": TorchModel("baseline", tmp_path / "m.pt", {}),
     }
     assert report_stage._inputs(report_stage.ReportConfig(stage="report"), store) == ["benchmark", "student"]
+
+
+def test_purification_after_combination_judges_the_combined_target_at_t1():
+    """Documented in purify.py: several teachers are purified as one, on softmax at T = 1 of T * log p_mix."""
+    from edgekd.distill.purify import flags
+
+    za, zb = torch.tensor([[3.0, 0.0, 0.0]]), torch.tensor([[0.0, 0.0, 1.0]])
+    temp = 2.0
+    b = Batch(torch.zeros(1, 3), torch.tensor([0]), torch.zeros(1, 3))
+    TeacherSignal(temperature=temp)([za, zb], b)
+    p_mix = 0.5 * F.softmax(za / temp, 1) + 0.5 * F.softmax(zb / temp, 1)
+    seen = F.softmax(b.teacher_logits, 1)
+    assert torch.allclose(seen, p_mix**temp / (p_mix**temp).sum(1, keepdim=True))
+    # 0.48 (p_mix at T) and 0.56 (the teachers' T = 1 average) would flag it; the combined target at T = 1 is 0.63
+    ensemble_t1 = 0.5 * F.softmax(za, 1) + 0.5 * F.softmax(zb, 1)
+    assert float(p_mix.max()) < float(ensemble_t1.max()) < 0.6 < float(seen.max())
+    assert not bool(flags(b.teacher_logits, b.y, PurifyConfig(when="unconfident", min_confidence=0.6))["flagged"][0])

@@ -90,3 +90,35 @@ def test_rkd_unknown_layer_fails_validation_with_close_match():
     doc["stages"][1]["losses"] = [{"kind": "rkd", "student_layer": "pol", "teacher_layer": "pool"}]
     with pytest.raises(ConfigError, match=r"student has no layer 'pol'; did you mean 'pool'"):
         validate_document(doc)
+
+
+def _angle_before_the_fix(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The angle term as it was: F.normalize of every difference, zero ones included (eps 1e-12)."""
+    import torch.nn.functional as F
+
+    def angles(e):
+        v = F.normalize(e[None, :, :] - e[:, None, :], p=2, dim=2)
+        return torch.bmm(v, v.transpose(1, 2))
+
+    return F.smooth_l1_loss(angles(s), angles(t))
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-7, 1e-6])
+def test_rkd_angle_gradient_stays_bounded_with_duplicate_embeddings(offset):
+    gen = torch.Generator().manual_seed(0)
+    t = torch.randn(8, 16, generator=gen)
+    s = torch.randn(8, 16, generator=gen)
+    s[1] = s[0] + offset * torch.randn(16, generator=gen)  # two samples the student maps (almost) to one point
+    old = s.clone().requires_grad_(True)
+    _angle_before_the_fix(old, t).backward()
+    assert old.grad.norm() > 1e3  # what the issue measured: ~3e9 for an exact duplicate
+    new = s.clone().requires_grad_(True)
+    rkd_angle(new, t).backward()
+    assert torch.isfinite(new.grad).all() and new.grad.norm() < 1e3, new.grad.norm()
+
+
+def test_rkd_angle_value_unchanged_on_distinct_embeddings():
+    gen = torch.Generator().manual_seed(1)
+    for n, d in [(2, 3), (8, 16), (32, 64)]:
+        s, t = torch.randn(n, d, generator=gen), torch.randn(n, d, generator=gen)
+        assert rkd_angle(s, t).item() == pytest.approx(_angle_before_the_fix(s, t).item(), rel=1e-6, abs=1e-9)

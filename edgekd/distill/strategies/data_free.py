@@ -165,11 +165,12 @@ def synthesize(teacher: nn.Module, env, scfg: DataFreeConfig) -> tuple[torch.Ten
     state = _load_progress(ckpt) or {"x": [], "y": [], "parts": [], "seconds": 0.0}
     t0 = time.perf_counter() - state["seconds"]
     n_batches = math.ceil(scfg.images / scfg.batch_size)
-    from edgekd.console import progress
+    from edgekd import console
 
-    with progress() as bar:
-        task = bar.add_task("data-free synthesis", total=n_batches, completed=len(state["x"]), info="")
-        for b in range(len(state["x"]), n_batches):
+    with console.progress() as bar:
+        task = bar.add_task("data-free synthesis", total=n_batches, completed=len(state["x"]), info="", unit="batch")
+        first, t_start = len(state["x"]), time.perf_counter()
+        for b in range(first, n_batches):
             n = min(scfg.batch_size, scfg.images - b * scfg.batch_size)
             targets = (torch.arange(n) + b * scfg.batch_size) % k  # every class equally often
             gen = torch.Generator().manual_seed(env.seed * 100_003 + b)
@@ -181,6 +182,11 @@ def synthesize(teacher: nn.Module, env, scfg: DataFreeConfig) -> tuple[torch.Ten
             if ckpt is not None:
                 _save_progress(ckpt, state)
             bar.update(task, advance=1, info=f"ce {parts['ce']:.3f}  bn {parts['bn']:.3f}")
+            done, per_batch = b + 1, (time.perf_counter() - t_start) / (b + 1 - first)
+            eta = per_batch * (n_batches - done)
+            left = f" · ETA {console.duration(eta)} for the synthesis" if eta > 0 else ""
+            parts_text = f"ce {parts['ce']:.3f} · bn {parts['bn']:.3f}"
+            console.log(f"  data-free synthesis · batch {done}/{n_batches} · {parts_text} · {per_batch:.1f} s{left}")
     info = {
         "seconds": round(state["seconds"], 1),
         **{f"final_{p}": round(float(np.mean([q[p] for q in state["parts"]])), 5) for p in ("ce", "bn", "tv")},
