@@ -71,7 +71,6 @@ def test_names_that_would_leave_the_run_folder_are_refused_by_the_config(overrid
 @pytest.mark.parametrize("yaml_name", ["..", "../../outside"])
 def test_hostile_names_through_the_cli_write_nothing(arena, yaml_name):
     doc = _two_stage_doc(name=yaml_name)
-    doc["stages"][1]["name"] = "../../stolen"
     (arena / "p.yaml").write_text(json.dumps(doc))
     before = snapshot(arena.parent)
     res = edgekd("run", "p.yaml", cwd=arena, timeout=90)
