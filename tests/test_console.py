@@ -20,7 +20,8 @@ from edgekd.train import epoch_line, fit
 def screen(monkeypatch):
     """What the console prints (not a terminal: no bars), at the normal level."""
     monkeypatch.delenv("EDGEKD_QUIET", raising=False)
-    monkeypatch.setattr(console.console, "file", io.StringIO())
+    # _file, not file: the property reads back sys.stderr, and monkeypatch would pin the console to it afterwards
+    monkeypatch.setattr(console.console, "_file", io.StringIO())
     monkeypatch.setitem(console._state, "level", console.NORMAL)
     console.stage_begins()
     return console.console.file

@@ -10,6 +10,7 @@ import torch
 from _shared import ROOT
 
 from edgekd.config import validate_document
+from edgekd.errors import Interrupted
 from edgekd.pipeline import run_pipeline
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -37,7 +38,7 @@ def test_training_resumes_from_last_epoch_and_ends_at_same_weights(tmp_path, tin
 
     run_pipeline(validate_document(doc | {"stages": doc["stages"][:1]}), tmp_path / "killed")  # teacher done
     monkeypatch.setattr(train, "evaluate", crash_after_two_epochs)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match=r"interrupted during stage 'distill'.*run the same command again"):
         run_pipeline(cfg, tmp_path / "killed")
     ckpts = list((tmp_path / "killed" / ".resume").glob("distill-*/student.ckpt"))
     assert len(ckpts) == 1 and torch.load(ckpts[0], weights_only=True)["epoch"] == 2

@@ -62,9 +62,14 @@ def test_wheel_ships_agent_profiles_and_pipelines(tmp_path):
     cli = [sys.executable, "-c", "from edgekd.cli import entry; entry()"]
     res = subprocess.run([*cli, "init", "mobile_vision"], cwd=work, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert (work / "mobile_vision.yaml").read_text().split("\n")[8:] == (
-        (ROOT / "pipelines" / "mobile_vision.yaml").read_text().split("\n")[8:]
+    # the same file, except that the commands in its comments name the copy
+    shipped = (ROOT / "pipelines" / "mobile_vision.yaml").read_text()
+    assert "edgekd run pipelines/mobile_vision.yaml" in shipped
+    expected = "\n".join(
+        ln.replace("pipelines/mobile_vision.yaml", "mobile_vision.yaml") if ln.lstrip().startswith("#") else ln
+        for ln in shipped.split("\n")
     )
+    assert (work / "mobile_vision.yaml").read_text() == expected
     res = subprocess.run([*cli, "validate", "mobile_vision.yaml"], cwd=work, env=env, capture_output=True, text=True)
     assert res.returncode == 0 and "valid" in res.stdout, res.stderr[-2000:]
     res = subprocess.run([*cli, "templates"], cwd=work, env=env, capture_output=True, text=True)

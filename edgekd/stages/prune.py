@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from edgekd import console
 from edgekd.compress.finetune import kd_loss_fn, load_float_model, load_teacher
 from edgekd.config import StageConfig, TrainConfig
 from edgekd.data import SplitData, normalize
@@ -111,6 +112,9 @@ def run_prune(cfg: PruneConfig, ctx, inputs) -> list:
     target = {"ratio": cfg.ratio} if cfg.ratio is not None else {"macs_reduction": cfg.macs_reduction}
     importance = cfg.importance if cfg.mode == "structured" else "l1 (per weight, global)"
     record: dict = {"mode": cfg.mode, "importance": importance, **target, "before": before, "steps": history}
+
+    for k in range(1, (cfg.steps if cfg.mode == "structured" else 1) + 1):  # the stage ETA covers every fine-tune
+        console.will_train(f"prune step {k}/{cfg.steps} fine-tune", cfg.finetune.epochs)
 
     def finetune(k: int) -> dict:
         res = fit(model, data, cfg.finetune, ctx.pipeline.data.augment, ctx.seed + k, loss_fn,
