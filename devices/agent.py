@@ -11,7 +11,10 @@ Text-embedding models (meta ``task: text-embedding``, two inputs: token ids and 
 eval .npz holds a ``text`` string array, the agent tokenises with ``wordpiece.py`` (copied next to this file) from the
 vocabulary in the meta, and ``--preds-out`` receives the embeddings instead of top-1 predictions.
 
-    python agent.py --model m.tflite --meta m.json --data eval.npz [--threads 1] [--warmup 10] [--runs 100]
+Without ``--data`` the run is latency and memory only (as TFLite's ``benchmark_model``): the timed inputs are seeded
+random images in [0, 1] of the meta's shape (text: sentences of vocabulary words), and accuracy is null.
+
+    python agent.py --model m.tflite --meta m.json [--data eval.npz] [--threads 1] [--warmup 10] [--runs 100]
                     [--eval-limit N] [--preds-out preds.npy] [--cpus 4,5,6,7] [--no-xnnpack] [--raw-latencies]
 """
 
@@ -39,6 +42,7 @@ except ImportError:  # not on Windows; peak RSS is then reported as null
 FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".pt2": "pt2"}
 CHUNK = 256  # samples per batch for predict() on dynamic-batch models and for preprocessing: bounds memory on a Pi
 TIMING_SAMPLES = 100  # distinct prepared samples the timed loop cycles through, so a big eval set is not copied
+SYNTHETIC_SAMPLES, SYNTHETIC_BYTES = 10, 64 << 20  # latency-only runs: random inputs, at most 10 and 64 MB of them
 # Bounds on what a file declares, checked before the agent allocates to it (copies of edgekd.metadata and
 # edgekd.safe_npz, which this file cannot import): a declared input shape, a text model's length, an eval .npz.
 MAX_INPUT_RANK = 8
@@ -375,6 +379,19 @@ class Runner:
         else:
             self._backend.run(x1)
 
+    def synthetic_inputs(self) -> np.ndarray:
+        """What a latency-only run (no eval data) times: seeded random raw images in [0, 1] of the meta's shape, or
+        for a text model sentences of words from its vocabulary. Never used for accuracy."""
+        rng = np.random.default_rng(0)
+        if self.text:
+            words = [t for t in self.meta["vocab"] if t.isalpha()]
+            if not words:
+                raise AgentError("no --data and no plain words in the vocabulary to time sentences with: pass --data")
+            k = max(1, min(16, self.max_length - 2))  # within max_length: [CLS] words [SEP], padded to a fixed length
+            return np.asarray([" ".join(rng.choice(words, k)) for _ in range(SYNTHETIC_SAMPLES)])
+        n = max(1, min(SYNTHETIC_SAMPLES, SYNTHETIC_BYTES // (4 * int(np.prod(self._chw)))))
+        return rng.random((n, *self._chw), dtype=np.float32)
+
     def prepare_any(self, x):
         return self.prepare_text(x) if self.text else self.prepare(x)
 
@@ -456,11 +473,15 @@ def benchmark(
     warmup: int = 10,
     runs: int = 100,
     eval_limit: int | None = None,
+    evaluate: bool = True,
 ) -> dict:
-    """Time `runs` batch-1 invocations after `warmup`, then evaluate top-1 on the first `eval_limit` samples."""
+    """Time `runs` batch-1 invocations after `warmup`, then evaluate top-1 on the first `eval_limit` samples.
+
+    ``evaluate=False``: ``x_eval`` only feeds the timed runs (a latency-only run), accuracy stays null.
+    """
     if runs < 1 or warmup < 0:
         raise AgentError(f"runs must be >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
-    n = len(x_eval) if eval_limit is None else min(int(eval_limit), len(x_eval))
+    n = len(x_eval) if eval_limit is None or not evaluate else min(int(eval_limit), len(x_eval))
     if n < 1:
         raise AgentError("the evaluation set is empty")
     # Preprocessing happens here, outside the timed region: the latency is the model's, not numpy's.
@@ -485,7 +506,10 @@ def benchmark(
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     latency = {"mean": ms.mean(), "std": ms.std(), "p50": p50, "p90": p90, "p99": p99, "min": ms.min(), "max": ms.max()}
 
-    if runner.text:  # the embeddings are the output; edgekd compares them with the teacher's on the host
+    if not evaluate:
+        accuracy = agreement = runner.last_preds = None
+        n = runner.truncated = 0  # the truncation count is about eval sentences
+    elif runner.text:  # the embeddings are the output; edgekd compares them with the teacher's on the host
         runner.truncated = 0
         runner.last_preds = runner.embed(x_eval[:n])
         accuracy = agreement = None
@@ -564,7 +588,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(description="Benchmark one exported model (.tflite, .onnx, .pt2); prints one JSON object.")
     p.add_argument("--model", required=True, help="model file: .tflite, .onnx or .pt2")
     p.add_argument("--meta", required=True, help="JSON metadata: input_shape, input_layout, mean, std, labels")
-    p.add_argument("--data", required=True, help=".npz with x (float32 N,C,H,W in [0,1]), optional y, teacher_pred")
+    p.add_argument(
+        "--data",
+        default=None,
+        help=".npz with x (float32 N,C,H,W in [0,1]), optional y, teacher_pred; "
+        "without it: latency and memory only, on random inputs",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=100)
@@ -639,21 +668,27 @@ def _load_eval(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | 
 
 
 def _run(args: argparse.Namespace) -> dict:
-    model, meta_path, data = Path(args.model), Path(args.meta), Path(args.data)
+    model, meta_path, data = Path(args.model), Path(args.meta), Path(args.data) if args.data else None
     for path, what in ((model, "model"), (meta_path, "meta"), (data, "data")):
-        if not path.is_file():
+        if path is not None and not path.is_file():
             raise AgentError(f"{what} file not found: {path}")
+    if data is None and args.preds_out:
+        raise AgentError("--preds-out needs --data: a latency-only run makes no predictions")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise AgentError(f"meta file {meta_path} is not valid JSON: {_one_line(exc)}") from None
     cpus = _pin(args.cpus) if args.cpus else None  # before the runtime starts its threads, which inherit it
-    x, y, teacher = _load_eval(data)  # before the model, so rss_before_load_mb already includes the data
+    # the data before the model, so rss_before_load_mb already includes it
+    x, y, teacher = _load_eval(data) if data is not None else (None, None, None)
     runner = load_runner(str(model), meta, args.threads, not args.no_xnnpack)
     try:
-        result = benchmark(runner, x, y, teacher, warmup=args.warmup, runs=args.runs, eval_limit=args.eval_limit)
+        if x is None:
+            result = benchmark(runner, runner.synthetic_inputs(), warmup=args.warmup, runs=args.runs, evaluate=False)
+        else:
+            result = benchmark(runner, x, y, teacher, warmup=args.warmup, runs=args.runs, eval_limit=args.eval_limit)
     except AgentError as exc:  # benchmark() only complains about the data: wrong shape, too few labels
-        raise AgentError(f"data file {data}: {exc}") from None
+        raise AgentError(f"data file {data}: {exc}" if data is not None else str(exc)) from None
     except Exception as exc:  # a runtime failing mid-run (bad op, wrong dtype): name the model it happened on
         raise AgentError(f"{runner.runtime} failed running {model.name}: {_one_line(exc)}") from None
     if args.preds_out:

@@ -102,9 +102,12 @@ def validate(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file.")], overrides: Overrides = None
 ) -> None:
     """Check a pipeline file without running anything."""
-    from edgekd.config import load_pipeline
+    from edgekd.console import step
 
-    cfg = _guard(load_pipeline, pipeline, overrides or [])
+    with step(f"validating {pipeline}"):  # a few seconds: torch imports, then models built for the stage checks
+        from edgekd.config import load_pipeline
+
+        cfg = _guard(load_pipeline, pipeline, overrides or [])
     enabled = [s.id for s in cfg.stages if s.enabled]
     typer.echo(f"{pipeline}: valid — {len(cfg.stages)} stages ({', '.join(enabled)} enabled)")
 

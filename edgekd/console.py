@@ -5,7 +5,8 @@ and third-party output left on the console). Every line printed through here is 
 (``runs/<name>/run.log``, see :func:`run_log`), which also receives what third-party libraries print during a run —
 Python warnings and anything C code writes to file descriptors 1 and 2 (torch.onnx's "torchvision is not installed",
 LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate") — instead of the console, where it would land between
-progress lines. Progress bars are drawn only on a terminal; the per-epoch lines print everywhere unless quiet.
+progress lines. Progress bars and the step spinner (:func:`step`) are drawn only on a terminal; the per-epoch lines
+print everywhere unless quiet.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,13 +30,14 @@ from rich.progress import (
     Task,
     TextColumn,
 )
+from rich.spinner import Spinner
 from rich.text import Text
 
 # Not a terminal (CI logs, pipes): rich would assume 80 columns and squeeze the results table; logs can be wide.
 console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 180)
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
-_state: dict = {"level": NORMAL, "capture": False, "log": None}
+_state: dict = {"level": NORMAL, "capture": False, "log": None, "step": None}
 
 
 def set_verbosity(level: int, capture: bool = False) -> None:
@@ -47,6 +50,8 @@ def verbosity() -> int:
 
 
 def _interactive() -> bool:
+    if console._force_terminal is not None:  # Console(force_terminal=...): a caller (or a test) decided
+        return console._force_terminal
     try:
         return console.file.isatty()
     except (AttributeError, ValueError, OSError):
@@ -86,6 +91,45 @@ def progress() -> Progress:
         transient=True,
         disable=verbosity() == QUIET or not _interactive(),
     )
+
+
+def _one_line(text: str) -> Text:
+    """The step line fitted to the terminal, cut on the left: its end names the innermost, most telling step."""
+    room = max(console.width - 2, 10)  # the spinner and a space
+    return Text(text if len(text) <= room else "…" + text[-(room - 1) :])
+
+
+@contextlib.contextmanager
+def step(text: str) -> Iterator[None]:
+    """A transient spinner naming what runs now (``edgekd validate`` building models for its checks); hidden off a
+    terminal and when quiet. A nested step adds its part to the line (``validating p.yaml: checking stage 'prune':
+    building mobilenetv2_student``) and takes it off when it ends."""
+    if verbosity() == QUIET or not _interactive():
+        yield
+        return
+    running = _state["step"]
+    if running is None:
+        spinner = Spinner("dots", _one_line(text), style="status.spinner")
+        with Live(spinner, console=console, transient=True, refresh_per_second=12.5) as live:
+            _state["step"] = (live, spinner, [text])
+            try:
+                yield
+            finally:
+                _state["step"] = None
+        return
+    live, spinner, parts = running
+
+    def show() -> None:
+        spinner.update(text=_one_line(": ".join(parts)))
+        live.refresh()
+
+    parts.append(text)
+    show()
+    try:
+        yield
+    finally:
+        parts.pop()
+        show()
 
 
 def _to_log(msg: str) -> None:

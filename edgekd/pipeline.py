@@ -71,6 +71,13 @@ class StageResult:
     seconds: float = 0.0
     outputs: list[Artifact] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    took: float | None = None  # seconds the run that made the outputs took (a cached stage: its first run's)
+
+    def timing(self) -> dict:
+        """This stage's line in the report's stage times."""
+        took = self.seconds if self.took is None else self.took
+        return {"name": self.id, "stage": self.stage, "status": self.status, "seconds": round(took, 3),
+                "cached": self.status == "cached"}  # fmt: skip
 
 
 @dataclass
@@ -105,8 +112,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def load_cached(out_dir: Path, key: str) -> tuple[list[Artifact], list[str]] | None:
-    """The stage's recorded outputs when its manifest matches ``key`` and every file still has its hash."""
+def load_cached(out_dir: Path, key: str) -> tuple[list[Artifact], list[str], float | None] | None:
+    """The stage's recorded outputs, notes and run time when its manifest matches ``key`` and every file still has
+    its hash."""
     try:
         manifest = json.loads((out_dir / MANIFEST).read_text())
     except (OSError, ValueError):
@@ -117,7 +125,8 @@ def load_cached(out_dir: Path, key: str) -> tuple[list[Artifact], list[str]] | N
     if not all(a.verify() for a in outputs):
         log(f"  [yellow]{out_dir.name}: an output changed on disk since it was written; re-running[/]")
         return None
-    return outputs, manifest.get("notes", [])
+    seconds = manifest.get("seconds")
+    return outputs, manifest.get("notes", []), float(seconds) if isinstance(seconds, int | float) else None
 
 
 def _resume_dir(out_dir: Path, cfg: StageConfig, key: str) -> Path:
@@ -189,7 +198,13 @@ class _WorkerContext(StageContext):
 
 
 def _run_stage_everywhere(
-    stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact], out_dir: Path, key: str
+    stage: Stage,
+    cfg: StageConfig,
+    pipeline: PipelineConfig,
+    inputs: dict[str, Artifact],
+    out_dir: Path,
+    key: str,
+    earlier: list[dict],
 ) -> StageResult:
     """Run a stage; under torchrun a ``distributed`` stage runs on every rank and any other on rank 0 alone.
 
@@ -197,7 +212,7 @@ def _run_stage_everywhere(
     The other ranks' copies of a distributed stage write into a scratch folder that is deleted.
     """
     if not distributed.is_distributed():
-        return _run_stage(stage, cfg, pipeline, inputs, out_dir, key)
+        return _run_stage(stage, cfg, pipeline, inputs, out_dir, key, earlier)
     if stage.distributed and not distributed.is_main():
         scratch = Path(tempfile.mkdtemp(prefix=f"edgekd-rank{distributed.rank()}-"))
         resume = _resume_dir(out_dir, cfg, key)
@@ -210,7 +225,7 @@ def _run_stage_everywhere(
             shutil.rmtree(scratch, ignore_errors=True)
     # a stage rank 0 runs alone trains as one process (all_ranks off): the other ranks are not training with it
     with distributed.all_ranks(stage.distributed):
-        return distributed.on_main(partial(_run_stage, stage, cfg, pipeline, inputs, out_dir, key), cfg.id)
+        return distributed.on_main(partial(_run_stage, stage, cfg, pipeline, inputs, out_dir, key, earlier), cfg.id)
 
 
 def _main_only_lock(run_dir: Path) -> AbstractContextManager:
@@ -236,7 +251,13 @@ def _main_only_tracking(pipeline: PipelineConfig, run_dir: Path) -> AbstractCont
 
 
 def _run_stage(
-    stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: dict[str, Artifact], out_dir: Path, key: str
+    stage: Stage,
+    cfg: StageConfig,
+    pipeline: PipelineConfig,
+    inputs: dict[str, Artifact],
+    out_dir: Path,
+    key: str,
+    earlier: list[dict],
 ) -> StageResult:
     ensure_free_space(out_dir.parent, 0, f"run stage '{cfg.id}'")
     staging = rundir.child(rundir.real_dir(out_dir.parent, ".staging"), out_dir.name)
@@ -244,7 +265,7 @@ def _run_stage(
     staging.mkdir()
     resume = _resume_dir(out_dir, cfg, key)
     cache = rundir.real_dir(out_dir.parent, ".cache")
-    ctx = StageContext(staging, pipeline, cfg.id, resume_dir=resume, cache_key=key, cache_dir=cache)
+    ctx = StageContext(staging, pipeline, cfg.id, resume_dir=resume, cache_key=key, cache_dir=cache, earlier=earlier)
     t0 = time.perf_counter()
     outputs = _call_stage(stage, cfg, ctx, inputs)
     seconds = time.perf_counter() - t0
@@ -296,14 +317,15 @@ def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, fo
             out_dir = rundir.child(run_dir, f"{idx:02d}_{rundir.check_name(cfg.id, 'stage name')}")
             cached = None if force else distributed.on_main(partial(load_cached, out_dir, key))
             if cached is not None:
-                outputs, notes = cached
-                res = StageResult(cfg.id, stage.name, "cached", 0.0, outputs, notes)
+                outputs, notes, took = cached
+                res = StageResult(cfg.id, stage.name, "cached", 0.0, outputs, notes, took)
                 log(f"[green]✓[/] {cfg.id}: cached")
             else:
                 log(f"[bold cyan]▶ {cfg.id}[/]")
                 console.detail(f"  [dim]{out_dir}, cache key {key[:16]}, inputs: {', '.join(inputs) or 'none'}[/]")
                 console.stage_begins()
-                res = _run_stage_everywhere(stage, cfg, pipeline, inputs, out_dir, key)
+                earlier = [r.timing() for r in results]
+                res = _run_stage_everywhere(stage, cfg, pipeline, inputs, out_dir, key, earlier)
                 log(f"[green]✓[/] {cfg.id}: done in {res.seconds:.1f} s")
             results.append(res)
             tracking.stage(res)

@@ -7,10 +7,13 @@ import sys
 import textwrap
 
 import pytest
+import torch
 import torch.nn.functional as F
+from _shared import tiny_pipeline_doc
+from rich.console import Console
 
 from edgekd import console
-from edgekd.config import AugmentConfig, DataConfig, TrainConfig
+from edgekd.config import AugmentConfig, DataConfig, TrainConfig, validate_document
 from edgekd.data import build_splits
 from edgekd.models import build_model
 from edgekd.train import epoch_line, fit
@@ -25,6 +28,55 @@ def screen(monkeypatch):
     monkeypatch.setitem(console._state, "level", console.NORMAL)
     console.stage_begins()
     return console.console.file
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """A console that draws as on a terminal (what `edgekd validate` in a shell gets), into a string."""
+    monkeypatch.delenv("EDGEKD_QUIET", raising=False)
+    monkeypatch.setitem(console._state, "level", console.NORMAL)
+    monkeypatch.setattr(console, "console", Console(force_terminal=True, file=io.StringIO(), width=200))
+    return console.console.file
+
+
+def _pruned_doc() -> dict:
+    doc = tiny_pipeline_doc()
+    doc["stages"].insert(2, {"stage": "prune", "ratio": 0.5, "steps": 1, "round_to": None})
+    return doc
+
+
+def test_step_spinner_names_what_runs_now_on_a_terminal(terminal):
+    with (
+        console.step("validating p.yaml"),
+        console.step("checking stage 'prune'"),
+        console.step("building mobilenetv2_student"),
+    ):
+        pass
+    drawn = terminal.getvalue()
+    assert "validating p.yaml: checking stage 'prune': building mobilenetv2_student" in drawn
+    assert drawn.endswith("\x1b[2K")  # transient: the line is erased when the step ends
+    assert console._state["step"] is None
+
+
+def test_validate_shows_each_stage_check_on_a_terminal(terminal):
+    threads = torch.get_num_threads()
+    validate_document(_pruned_doc(), where="p.yaml")
+    drawn = terminal.getvalue()
+    assert "checking stage 'distill'" in drawn
+    assert "checking stage 'prune': building tiny_cnn" in drawn
+    assert "checking stage 'prune': tracing TinyCNN for torch-pruning" in drawn
+    assert torch.get_num_threads() == threads  # the checks run on one thread, then give the count back
+
+
+def test_step_prints_nothing_off_a_terminal_or_when_quiet(screen, terminal, monkeypatch):
+    monkeypatch.setattr(console, "console", Console(file=screen))  # not a terminal
+    validate_document(_pruned_doc(), where="p.yaml")
+    assert screen.getvalue() == ""
+    monkeypatch.setattr(console, "console", Console(force_terminal=True, file=terminal))
+    monkeypatch.setitem(console._state, "level", console.QUIET)
+    with console.step("validating p.yaml"):
+        pass
+    assert terminal.getvalue() == ""
 
 
 def test_fit_leaves_one_line_per_epoch_with_the_stage_eta(screen):

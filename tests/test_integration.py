@@ -59,6 +59,7 @@ def test_tiny_pipeline_end_to_end(write_pipeline, tmp_path, tiny_doc, converter)
     assert rows["student/onnx-int8"]["precision"] == "int8"
     assert rows["student/tflite-fp32"]["max_abs_diff_vs_torch"] <= 1e-4
     assert rows["student/onnx-fp32"]["max_abs_diff_vs_torch"] <= 1e-4
+    _html_answers_the_questions(report_dir, report)
     # a second run with nothing changed reuses every stage
     t0 = time.perf_counter()
     again = _run(pipe, tmp_path / "run")
@@ -67,3 +68,42 @@ def test_tiny_pipeline_end_to_end(write_pipeline, tmp_path, tiny_doc, converter)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert {s["status"] for s in run["stages"]} == {"cached"}
     assert warm < cold
+
+
+def _html_answers_the_questions(report_dir, report):
+    """report.html, parsed: stage times of every stage before the report, the resolved config, versions, how the
+    latency was measured, and what int8 cost next to each row."""
+    from html.parser import HTMLParser
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.headings, self.cells, self.pre, self._tag = [], [], "", None
+
+        def handle_starttag(self, tag, attrs):
+            self._tag = tag
+
+        def handle_data(self, data):
+            if self._tag in ("h2", "h3"):
+                self.headings.append(data.strip())
+            elif self._tag in ("td", "th"):
+                self.cells.append(data.strip())
+            elif self._tag == "pre":
+                self.pre += data
+
+    page = Page()
+    page.feed((report_dir / "report.html").read_text())
+    assert {"Results", "Stage times", "Resolved config", "Pareto frontier (accuracy vs p50 latency)"} <= set(
+        page.headings
+    )
+    assert [s["name"] for s in report["stages"]] == ["data", "teacher", "distill", "export_onnx", "convert_tflite",
+                                                     "benchmark"]  # fmt: skip
+    assert all(s["status"] == "ran" and s["seconds"] > 0 for s in report["stages"])
+    for stage in report["stages"]:
+        assert stage["name"] in page.cells
+    assert "Δ acc vs fp32 (points)" in page.cells and "Δ acc vs teacher (points)" in page.cells
+    assert "name: tiny" in page.pre and "stage: distill" in page.pre  # the config, defaults filled in
+    text = (report_dir / "report.html").read_text()
+    assert f"torch {report['versions']['torch']}" in text and "onnxruntime" in report["versions"]
+    assert f"{report['runs']} timed runs" in text and f"accuracy on {report['n_test']} test samples" in text
+    assert "✅" not in text and "❌" not in text  # plain words: no emoji font needed

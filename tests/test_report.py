@@ -144,7 +144,7 @@ def test_markdown_rows_and_escaping(report: dict, tmp_path: Path) -> None:
     assert all(row.replace("\\|", "").count(" | ") + 1 == n_cols for row in rows), "cell count must match header"
     assert "FAILED" in rows[-1]
     assert "<script>" not in md
-    assert "✅" in md and "❌" in md
+    assert "**met**" in md and "**MISSED**" in md and "✅" not in md and "❌" not in md  # no emoji font needed
     assert "max abs logit diff" in md and "distill" in md
     assert "](accuracy_vs_latency.png)" in md and "](accuracy_vs_size.png)" in md
     assert to_markdown(report) == md
@@ -271,8 +271,8 @@ def test_markdown_marks_goals_met_and_missed(report: dict, tmp_path: Path) -> No
     report["figures"] = compute_figures(_rows(), "student/tflite-int8")
     report["goals"] = check_goals(report["figures"], Goals(int8_acc_drop_max=1.0, accuracy_min=90))
     md = to_markdown(report)
-    assert "- ❌ student tflite fp32 accuracy − int8 accuracy: +2.00 points (goal int8_acc_drop_max ≤ 1)" in md
-    assert "- ✅ student/tflite-int8 test accuracy: 94.00 % (goal accuracy_min ≥ 90)" in md
+    assert "- **MISSED** student tflite fp32 accuracy − int8 accuracy: +2.00 points (goal int8_acc_drop_max ≤ 1)" in md
+    assert "- **met** student/tflite-int8 test accuracy: 94.00 % (goal accuracy_min ≥ 90)" in md
     assert "- teacher params / student params: 2.3×" in md  # a figure without a goal: no mark
 
 
@@ -286,3 +286,68 @@ def test_report_stage_goals_are_validated():
         ReportConfig(stage="report", figures=False, goals={"size_kb_max": 500})
     with pytest.raises(ConfigError, match=r"goals\.int8_drop_max: unknown key; did you mean 'int8_acc_drop_max'"):
         validate_document({"stages": [{"stage": "report", "goals": {"int8_drop_max": 1}}]})
+
+
+def _row(name: str, acc: float, p50: float, device: str = "local", role: str = "student") -> dict:
+    fmt, _, precision = name.split("/")[1].partition("-")
+    v = _variant(name, role, fmt, precision or "fp32", 1000, acc, p50)
+    v["latency_ms"]["p50"], v["device"] = p50, device
+    return v
+
+
+def test_accuracy_deltas_vs_fp32_and_teacher():
+    from edgekd.report.fmt import add_accuracy_deltas
+
+    rows = [_row("teacher/pytorch", 0.99, 3.0, role="teacher"), _row("student/pytorch", 0.98, 1.0),
+            _row("student/tflite-fp32", 0.98, 0.1), _row("student/tflite-int8", 0.975, 0.05),
+            _row("student_qat/pytorch", 0.97, 1.0), _row("student_qat/tflite-int8", 0.972, 0.05),
+            _row("student/tflite-int8", 0.95, 4.0, device="pi"), _failed("student/onnx-int8")]  # fmt: skip
+    out = {(r["name"], r.get("device")): r for r in add_accuracy_deltas(rows)}
+    assert out["teacher/pytorch", "local"]["acc_vs_teacher"] is None
+    assert out["student/tflite-fp32", "local"]["acc_vs_fp32"] is None  # the reference itself
+    assert out["student/tflite-int8", "local"]["acc_vs_fp32"] == pytest.approx(-0.5)
+    assert out["student/tflite-int8", "local"]["acc_vs_teacher"] == pytest.approx(-1.5)
+    assert out["student_qat/tflite-int8", "local"]["acc_vs_fp32"] == pytest.approx(0.2)  # no fp32 TFLite: PyTorch's
+    assert out["student/tflite-int8", "pi"]["acc_vs_fp32"] is None  # no fp32 measured on the Pi
+    assert out["student/onnx-int8", None]["acc_vs_fp32"] is None
+    md = to_markdown({"pipeline": "x", "variants": list(out.values())})
+    assert "| -0.50 | -1.50 |" in md and "Δ acc vs fp32 (points)" in md
+
+
+def test_pareto_frontier_is_what_nothing_beats():
+    from edgekd.report.fmt import pareto_frontier
+    from edgekd.stages.report import frontier
+
+    points = [("a", 1.0, 90.0), ("b", 2.0, 95.0), ("c", 3.0, 94.0), ("d", 0.5, 80.0), ("e", 2.0, 93.0)]
+    assert [points[i][0] for i in pareto_frontier(points)] == ["d", "a", "b"]
+    rows = [_row("teacher/pytorch", 0.99, 3.0, role="teacher"), _row("student/tflite-int8", 0.97, 0.05),
+            _row("student/tflite-fp32", 0.96, 0.08), _row("student/tflite-int8", 0.97, 4.0, device="pi")]  # fmt: skip
+    assert frontier(rows) == {"local": ["student/tflite-int8", "teacher/pytorch"], "pi": ["student/tflite-int8"]}
+
+
+def test_plot_labels_never_overlap_and_name_the_device():
+    """A crowded plot (fp32/fp16/int8 of four models within a hair of each other, two devices): every label is
+    placed where it overlaps no other label, no other point and not the legend."""
+    from edgekd.report.plots import accuracy_vs_latency_figure
+
+    rows = [_row("teacher/pytorch", 0.994, 2.8, role="teacher")]
+    for k, model in enumerate(["student", "student_pruned", "student_qat", "student_pruned_qat"]):
+        for j, fmt in enumerate(["onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-int8"]):
+            rows.append(_row(f"{model}/{fmt}", 0.99 - 0.003 * (k % 2), 0.05 + 0.004 * j + 0.002 * k))
+    rows += [_row("student/tflite-int8", 0.99, 0.9, device="raspberry-pi-4")]
+    fig = accuracy_vs_latency_figure(rows)
+    fig.canvas.draw()  # annotations take their final place when drawn
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in ax.texts if "@" in t.get_text()]
+    assert len(labels) == len(rows)
+    assert all(t.get_text().endswith(("@ local", "@ raspberry-pi-4")) for t in labels)
+    from matplotlib.text import Text
+
+    boxes = [Text.get_window_extent(t, renderer) for t in labels]  # the text alone, not its leader line
+    clashes = [(labels[i].get_text(), labels[j].get_text()) for i in range(len(boxes)) for j in range(i)
+               if boxes[i].overlaps(boxes[j])]  # fmt: skip
+    assert clashes == []
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not any(b.overlaps(legend) for b in boxes)
+    assert any(line.get_linestyle() == "--" and line.get_drawstyle() == "steps-post" for line in ax.lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from edgekd.config import PipelineConfig, StageConfig
+from edgekd.console import step
 from edgekd.errors import EdgekdError
 from edgekd.stages.base import spec_of_artifact as spec_before
 
@@ -31,7 +32,8 @@ def _build(pipeline: PipelineConfig, cfg: StageConfig):
     d = pipeline.data
     classes = len(d.labels) if d.labels else 10
     try:
-        return build_model(spec, _example(pipeline).shape[1], classes).eval()
+        with step(f"building {spec.get('name') or spec.get('import')}"):
+            return build_model(spec, _example(pipeline).shape[1], classes).eval()
     except EdgekdError:
         return None  # the stage that builds it reports that
 
@@ -51,9 +53,11 @@ def check_prune(cfg, pipeline: PipelineConfig) -> list[str]:
         # l2 for the dry run: the shapes it reaches are those of any criterion (Taylor would need data)
         settings = pruning.PruneSettings("l2", cfg.ratio, cfg.macs_reduction, cfg.global_pruning,
                                          cfg.max_layer_ratio, cfg.round_to, cfg.steps)  # fmt: skip
-        pruner = pruning.ChannelPruner(model, example, settings, cfg.ignore_layers)
+        with step(f"tracing {type(model).__name__} for torch-pruning"):
+            pruner = pruning.ChannelPruner(model, example, settings, cfg.ignore_layers)
         for k in range(1, cfg.steps + 1):
-            pruner.step(k)
+            with step(f"dry run of pruning step {k}/{cfg.steps}"):
+                pruner.step(k)
     except EdgekdError as exc:
         return [str(exc)]
     return []
@@ -67,7 +71,8 @@ def check_qat(cfg, pipeline: PipelineConfig) -> list[str]:
     if model is None:
         return []
     try:
-        check_quantizable(model, _example(pipeline))
+        with step(f"exporting {type(model).__name__} to check its ops against the int8 quantizer"):
+            check_quantizable(model, _example(pipeline))
     except EdgekdError as exc:
         return [str(exc)]
     return []

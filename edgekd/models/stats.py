@@ -1,4 +1,4 @@
-"""Parameter and MAC counts measured by running the model once (conv and linear layers)."""
+"""Parameter and MAC counts; MACs are measured by running the model once under torch's FLOP counter."""
 
 from __future__ import annotations
 
@@ -10,32 +10,20 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@torch.no_grad()
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one forward pass at ``input_shape`` (batch 1), from Conv2d and Linear layers."""
-    total = 0
+    """Multiply-accumulates of one forward pass at ``input_shape`` with batch 1, on the CPU (the model must be there).
 
-    def conv_hook(mod: nn.Conv2d, _inp, out):
-        nonlocal total
-        k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
-        total += out.numel() // out.shape[0] * k
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` (MACs = FLOPs / 2), so every matmul-like op is in:
+    convolutions, linear layers, and the attention matmuls (``bmm``, ``scaled_dot_product_attention``) that hooks on
+    Conv2d/Linear miss. Element-wise ops (activations, norms, softmax, bias adds) count nothing, as usual.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def linear_hook(mod: nn.Linear, _inp, out):
-        nonlocal total
-        total += out.numel() // out.shape[0] * mod.in_features
-
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear_hook))
     was_training = model.training
     model.eval()
     try:
-        model(torch.zeros(input_shape))
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros((1, *input_shape[1:])))
     finally:
         model.train(was_training)
-        for h in hooks:
-            h.remove()
-    return int(total)
+    return int(counter.get_total_flops()) // 2

@@ -20,6 +20,8 @@ COLUMNS: tuple[str, ...] = (
     "Params",
     "MACs",
     "Accuracy %",
+    "Δ acc vs fp32 (points)",
+    "Δ acc vs teacher (points)",
     "Agreement w/ teacher %",
     "Latency mean / p50 / p90 / p99 ms",
     "Throughput/s",
@@ -108,6 +110,12 @@ def fmt_pct(fraction: Any) -> str:
     return MISSING if f is None else f"{f * 100:.2f}"
 
 
+def fmt_points(x: Any) -> str:
+    """A signed accuracy difference in percentage points: ``-0.28``, ``+0.00``."""
+    f = as_float(x)
+    return MISSING if f is None else f"{f:+.2f}"
+
+
 def fmt_ms(x: Any) -> str:
     """Milliseconds with about three significant digits: sub-ms edge models need decimals, big ones do not."""
     f = as_float(x)
@@ -171,11 +179,50 @@ def variant_cells(variant: dict[str, Any], error_width: int | None = None, laten
         fmt_count(variant.get("params")),
         fmt_count(variant.get("macs")),
         fmt_pct(variant.get("accuracy")),
+        fmt_points(variant.get("acc_vs_fp32")),
+        fmt_points(variant.get("acc_vs_teacher")),
         fmt_pct(variant.get("teacher_agreement")),
         fmt_latency(variant.get("latency_ms"), latency_sep),
         fmt_num(variant.get("throughput_ips"), 1),
         fmt_num(variant.get("peak_rss_mb"), 1),
     ]
+
+
+def add_accuracy_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with ``acc_vs_fp32`` (points vs the fp32 file of the same model, format and device: what int8 or fp16
+    cost; the model's PyTorch row when that format has no fp32 file) and ``acc_vs_teacher`` (points vs the teacher
+    on the same device); None where there is no reference or the row is the reference itself."""
+
+    def acc(r: dict[str, Any]) -> float | None:
+        return as_float(r.get("accuracy")) if r.get("status") == "ok" else None
+
+    def model(r: dict[str, Any]) -> str:
+        return str(r.get("name", "")).split("/", 1)[0]
+
+    teachers = {r.get("device"): acc(r) for r in rows if r.get("role") == "teacher" and acc(r) is not None}
+    fp32 = {(model(r), r.get("format"), r.get("device")): acc(r) for r in rows
+            if r.get("precision") == "fp32" and acc(r) is not None}  # fmt: skip
+    out = []
+    for r in rows:
+        a, ref = acc(r), fp32.get((model(r), r.get("format"), r.get("device")))
+        if ref is None:  # no fp32 file of this format (a QAT int8 file): the model's own PyTorch accuracy
+            ref = fp32.get((model(r), "pytorch", r.get("device")))
+        teacher = teachers.get(r.get("device"), next(iter(teachers.values()), None))
+        vs_fp32 = None if a is None or ref is None or r.get("precision") == "fp32" else (a - ref) * 100
+        vs_teacher = None if a is None or teacher is None or r.get("role") == "teacher" else (a - teacher) * 100
+        out.append({**r, "acc_vs_fp32": vs_fp32, "acc_vs_teacher": vs_teacher})
+    return out
+
+
+def pareto_frontier(points: list[tuple[Any, float, float]]) -> list[int]:
+    """Indices of the (item, cost, value) points no other point beats on both (lower cost, higher value), by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][2]))
+    best, keep = -math.inf, []
+    for i in order:
+        if points[i][2] > best:
+            keep.append(i)
+            best = points[i][2]
+    return keep
 
 
 def host_line(report: dict[str, Any]) -> str:
@@ -238,5 +285,35 @@ def check_line(check: dict[str, Any]) -> tuple[bool, str]:
 
 
 def stage_time(stage: dict[str, Any]) -> str:
+    if stage.get("status") == "disabled":
+        return "disabled"
     t = fmt_seconds(stage.get("seconds"))
-    return f"{t} (cached)" if stage.get("cached") else t
+    return f"{t} (cached: an earlier run's time)" if stage.get("cached") else t
+
+
+def goal_mark(met: bool | None) -> str:
+    """Plain words, not emoji: a report must read the same without an emoji font."""
+    return "" if met is None else "met" if met else "MISSED"
+
+
+def measurement_line(report: dict[str, Any]) -> str:
+    """How the numbers were taken: threads, warm-up and timed runs per variant, test-set size."""
+    parts = []
+    if report.get("threads") is not None:
+        parts.append(f"{report['threads']} thread(s)")
+    if report.get("warmup") is not None:
+        parts.append(f"{report['warmup']} warm-up runs")
+    if report.get("runs") is not None:
+        parts.append(f"{report['runs']} timed runs at batch 1 per variant (latency: p50 in the plot)")
+    if report.get("n_test") is not None:
+        parts.append(f"accuracy on {report['n_test']} test samples")
+    return ", ".join(parts)
+
+
+def versions_line(report: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in (report.get("versions") or {}).items())
+
+
+def frontier_lines(report: dict[str, Any]) -> list[str]:
+    """'device: a → b → c' per device: the variants no other beats on both accuracy and p50 latency."""
+    return [f"{d}: {' → '.join(names)}" for d, names in (report.get("pareto_frontier") or {}).items() if names]

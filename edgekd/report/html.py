@@ -22,6 +22,8 @@ tr.failed td.status { color: #b00020; font-weight: bold; }
 .err { font-family: ui-monospace, monospace; font-size: 0.8rem; font-weight: normal; white-space: pre-wrap;
        overflow-wrap: anywhere; max-width: 40em; }
 ul.checks { list-style: none; padding-left: 0; }
+.met { color: #1b7f3b; font-weight: bold; } .missed { color: #b00020; font-weight: bold; }
+pre.config { background: #f7f7f7; padding: 0.5rem; font-size: 0.8rem; max-height: 40em; overflow: auto; }
 .plots img { max-width: 100%; margin: 0.5rem 1rem 0.5rem 0; border: 1px solid #eee; }
 """
 
@@ -72,7 +74,9 @@ def _sections(report: dict[str, Any]) -> list[str]:
     if lines:
         out += ["<h2>Figures and goals</h2>", '<ul class="checks">']
         for met, text in lines:
-            out.append(f"<li>{'•' if met is None else '✅' if met else '❌'} {_e(text)}</li>")
+            mark = fmt.goal_mark(met)
+            lead = f'<span class="{"met" if met else "missed"}">{mark}</span>' if mark else "•"
+            out.append(f"<li>{lead} {_e(text)}</li>")
         out.append("</ul>")
     notes = report.get("notes") or []
     if notes:
@@ -84,7 +88,21 @@ def _sections(report: dict[str, Any]) -> list[str]:
             f'<tr><td>{_e(s.get("name", "?"))}</td><td class="num">{_e(fmt.stage_time(s))}</td></tr>' for s in stages
         ]
         out += ["</tbody>", "</table>"]
+    frontier = fmt.frontier_lines(report)
+    if frontier:
+        out += ["<h2>Pareto frontier (accuracy vs p50 latency)</h2>", "<ul>", *(f"<li>{_e(f)}</li>" for f in frontier)]
+        out.append("</ul>")
     return out
+
+
+def _config(report: dict[str, Any]) -> list[str]:
+    if not report.get("config"):
+        return []
+    import yaml
+
+    text = yaml.safe_dump(report["config"], sort_keys=False)
+    return ["<h2>Resolved config</h2>", f'<details><summary>every option, defaults filled in</summary>'
+            f'<pre class="config">{_e(text)}</pre></details>']  # fmt: skip
 
 
 def _plots(images: dict[str, bytes]) -> list[str]:
@@ -115,11 +133,14 @@ def to_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
         body.append(f'<p class="meta">{_e(meta)}</p>')
     body += [
         f"<p><strong>Host:</strong> {_e(fmt.host_line(report))}<br>",
-        f"<strong>Threads:</strong> {_e(report.get('threads', fmt.MISSING))}</p>",
+        f"<strong>Threads:</strong> {_e(report.get('threads', fmt.MISSING))}<br>",
+        f"<strong>Measured with:</strong> {_e(fmt.measurement_line(report) or fmt.MISSING)}<br>",
+        f"<strong>Versions:</strong> {_e(fmt.versions_line(report) or fmt.MISSING)}</p>",
         "<h2>Results</h2>",
         *_table(report),
         *_sections(report),
         *_plots(images),
+        *_config(report),
     ]
     return "\n".join(
         [

@@ -53,9 +53,14 @@ def to_markdown(report: dict[str, Any]) -> str:
         out += [", ".join(meta), ""]
     out += [
         f"**Host:** {md_escape(fmt.host_line(report))}  ",
-        f"**Threads:** {md_escape(report.get('threads', fmt.MISSING))}",
-        "",
+        f"**Threads:** {md_escape(report.get('threads', fmt.MISSING))}  ",
     ]
+    if fmt.measurement_line(report):
+        out.append(f"**Measured with:** {md_escape(fmt.measurement_line(report))}  ")
+    if fmt.versions_line(report):
+        out.append(f"**Versions:** {md_escape(fmt.versions_line(report))}  ")
+    out[-1] = out[-1].rstrip()
+    out.append("")
 
     out += ["## Results", ""]
     for device, variants in fmt.device_groups(report):  # one table per device when several were measured
@@ -73,7 +78,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     if lines:
         out += ["## Figures and goals", ""]
         for met, text in lines:
-            out.append(f"- {'' if met is None else '✅ ' if met else '❌ '}{md_escape(text)}")
+            mark = fmt.goal_mark(met)
+            out.append(f"- {f'**{mark}** ' if mark else ''}{md_escape(text)}")
         out.append("")
 
     notes = report.get("notes") or []
@@ -86,7 +92,16 @@ def to_markdown(report: dict[str, Any]) -> str:
         out += [f"| {md_escape(s.get('name', '?'))} | {fmt.stage_time(s)} |" for s in stages]
         out.append("")
 
+    frontier = fmt.frontier_lines(report)
+    if frontier:
+        out += ["## Pareto frontier (accuracy vs p50 latency)", ""] + [f"- {md_escape(f)}" for f in frontier] + [""]
+
     out += ["## Plots", ""]
     for name, title in fmt.plot_files(report).items():
         out += [f"![{title}]({name})", ""]
+    if report.get("config"):
+        import yaml
+
+        text = yaml.safe_dump(report["config"], sort_keys=False).rstrip()
+        out += ["## Resolved config", "", "```yaml", text, "```", ""]
     return "\n".join(out)

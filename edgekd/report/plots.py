@@ -7,7 +7,6 @@ needed, the process-wide backend is left alone, and nothing leaks between calls 
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogFormatter
 
-from edgekd.report.fmt import DISTRIBUTION_PLOT, PLOT_FILES, as_float, device_groups, is_failed, plot_files
+from edgekd.report.fmt import (
+    DISTRIBUTION_PLOT,
+    PLOT_FILES,
+    as_float,
+    device_groups,
+    is_failed,
+    pareto_frontier,
+    plot_files,
+)
 
 MARKERS = {"pytorch": "o", "onnx": "s", "tflite": "^"}
 OTHER_MARKER = "D"
@@ -47,9 +54,10 @@ def _points(variants: list[dict[str, Any]], x_of: Callable[[dict[str, Any]], flo
     return out
 
 
-def _latency_mean(v: dict[str, Any]) -> float | None:
+def _latency_p50(v: dict[str, Any]) -> float | None:
+    """The median: one slow run (a page fault, a scheduler hiccup) moves the mean of a 0.1 ms model by 3x."""
     lat = v.get("latency_ms")
-    return as_float(lat.get("mean")) if isinstance(lat, dict) else None
+    return as_float(lat.get("p50")) if isinstance(lat, dict) else None
 
 
 def _size_kb(v: dict[str, Any]) -> float | None:
@@ -57,17 +65,34 @@ def _size_kb(v: dict[str, Any]) -> float | None:
     return None if size is None else size / 1024.0
 
 
-def _latency_bar(v: dict[str, Any], mean: float) -> tuple[float, float]:
-    """Asymmetric x error (left, right) spanning p50..p90 around the mean; the tail is what edge users feel."""
-    lat = v.get("latency_ms") or {}
-    p50, p90 = as_float(lat.get("p50")), as_float(lat.get("p90"))
-    lo = min(p50, mean) if p50 is not None else mean
-    hi = max(p90, mean) if p90 is not None else mean
-    return mean - lo, hi - mean
+def _tail_bar(v: dict[str, Any], p50: float) -> float:
+    """How far p90 lies right of p50: the tail is what edge users feel."""
+    p90 = as_float((v.get("latency_ms") or {}).get("p90"))
+    return max(p90 - p50, 0.0) if p90 is not None else 0.0
 
 
-def _scatter(points: list[tuple], xlabel: str, title: str, log_x: bool | None, with_bars: bool) -> bytes:
-    fig = Figure(figsize=(7.0, 4.5), dpi=DPI)
+def _label(v: dict[str, Any]) -> str:
+    """The variant and where it was measured: two devices' points must not be mistaken for one another."""
+    name = str(v.get("name", "?"))
+    return f"{name} @ {v['device']}" if v.get("device") else name
+
+
+def _frontier_line(ax: Any, points: list[tuple]) -> bool:
+    """Per device, a dashed step line through the variants on the Pareto frontier; True when one was drawn."""
+    drawn = False
+    for device in dict.fromkeys(v.get("device") for v, _, _ in points):
+        mine = [p for p in points if p[0].get("device") == device]
+        front = [mine[i] for i in pareto_frontier(mine)]
+        if len(front) < 2:
+            continue
+        ax.plot([x for _, x, _ in front], [a for _, _, a in front], drawstyle="steps-post", color="#555555",
+                linestyle="--", linewidth=1.0, alpha=0.7, zorder=2)  # fmt: skip
+        drawn = True
+    return drawn
+
+
+def _scatter(points: list[tuple], xlabel: str, title: str, log_x: bool | None, latency: bool) -> Figure:
+    fig = Figure(figsize=(7.5, 5.0), dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_title(title)
@@ -77,18 +102,11 @@ def _scatter(points: list[tuple], xlabel: str, title: str, log_x: bool | None, w
 
     if not points:
         # Still emit an image: the markdown/HTML reference it, and "nothing to plot" is itself informative.
-        ax.text(
-            0.5,
-            0.5,
-            "no successful variant with accuracy to plot",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-            color="gray",
-        )
+        ax.text(0.5, 0.5, "no successful variant with accuracy to plot", ha="center", va="center",
+                transform=ax.transAxes, color="gray")  # fmt: skip
         ax.set_xticks([])
         ax.set_yticks([])
-        return _png(fig)
+        return fig
 
     xs = [x for _, x, _ in points]
     if log_x is None:
@@ -99,91 +117,97 @@ def _scatter(points: list[tuple], xlabel: str, title: str, log_x: bool | None, w
         ax.xaxis.set_major_formatter(FuncFormatter(lambda val, _pos: f"{val:g}"))
         # Within one decade matplotlib labels minor ticks; keep those plain too (default is 2x10^2 notation).
         ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
-    # Room on the right and top so the name of the largest / most accurate point is not clipped.
-    ax.margins(x=0.15, y=0.12)
+    # Room on every side: labels may go left, right, above or below their point.
+    ax.margins(x=0.25, y=0.2)
 
-    below = _labels_below(points, log_x)
-    for i, (v, x, acc) in enumerate(points):
+    for v, x, acc in points:
         fmt = v.get("format")
         teacher = _is_teacher(v)
         color = TEACHER_COLOR if teacher else COLORS.get(fmt, OTHER_COLOR)
-        marker = MARKERS.get(fmt, OTHER_MARKER)
-        if with_bars:
-            left, right = _latency_bar(v, x)
-            if left or right:
-                ax.errorbar([x], [acc], xerr=[[left], [right]], fmt="none", ecolor=color, alpha=0.6, capsize=3)
-        ax.scatter(
-            [x],
-            [acc],
-            marker=marker,
-            s=140 if teacher else 60,
-            color=color,
-            edgecolors="black" if teacher else "none",
-            linewidths=1.5,
-            zorder=3,
-        )
-        ax.annotate(
-            str(v.get("name", "?")),
-            (x, acc),
-            xytext=(6, -11 if below[i] else 5),
-            textcoords="offset points",
-            fontsize=8,
-            fontweight="bold" if teacher else "normal",
-            color=TEACHER_COLOR if teacher else "black",
-        )
+        if latency and (tail := _tail_bar(v, x)):
+            ax.errorbar([x], [acc], xerr=[[0.0], [tail]], fmt="none", ecolor=color, alpha=0.6, capsize=3)
+        ax.scatter([x], [acc], marker=MARKERS.get(fmt, OTHER_MARKER), s=140 if teacher else 60, color=color,
+                   edgecolors="black" if teacher else "none", linewidths=1.5, zorder=3)  # fmt: skip
 
     teacher_acc = [acc for v, _, acc in points if _is_teacher(v)]
     if teacher_acc:
         # Reference line: how far each student sits below the teacher is the number people look for.
         ax.axhline(teacher_acc[0], color=TEACHER_COLOR, linestyle="--", linewidth=0.8, alpha=0.6)
-
-    _legend(ax, points)
+    frontier = latency and _frontier_line(ax, points)
+    _legend(ax, points, frontier)
     fig.tight_layout()
-    return _png(fig)
+    place_labels(fig, ax, points)
+    return fig
 
 
-def _labels_below(points: list[tuple], log_x: bool) -> list[bool]:
-    """Per point: put its label below instead of above, when a point just above it would collide with the label.
-
-    Close pairs are common (fp32 and fp16 of one student differ by a hair); flipping the lower label is enough.
-    """
-    xs = [math.log10(x) if log_x else x for _, x, _ in points]
-    ys = [acc for _, _, acc in points]
-    x_span = (max(xs) - min(xs)) or 1.0
-    y_span = (max(ys) - min(ys)) or 1.0
-    out = []
-    for i in range(len(points)):
-        out.append(
-            any(
-                j != i
-                and abs(xs[j] - xs[i]) / x_span < 0.15
-                and (0 < ys[j] - ys[i] < 0.08 * y_span or (ys[j] == ys[i] and j < i))
-                for j in range(len(points))
-            )
-        )
-    return out
+# Where a label may sit relative to its point, in typographic points: nearest first; far ones get a leader line.
+_OFFSETS = sorted(((dx, dy) for dx in (6, -6, 35, -35, 80, -80) for dy in range(-130, 131, 9)),
+                  key=lambda o: (abs(o[0]) > 6) * 25 + abs(o[1]) + abs(o[0]) / 4)  # fmt: skip
+_TEXT = {"fontsize": 7.5, "va": "center", "annotation_clip": False}
 
 
-def _legend(ax: Any, points: list[tuple]) -> None:
+def place_labels(fig: Figure, ax: Any, points: list[tuple]) -> list[Any]:
+    """Name every point with a label that overlaps no other label, no point and not the legend (greedy: teacher
+    first, then left to right, each label takes the nearest free spot; one far from its point gets a leader line).
+    Returns the annotations."""
+    renderer = fig.canvas.get_renderer()
+    scale = fig.dpi / 72.0
+    centers = [ax.transData.transform((x, acc)) for _, x, acc in points]
+    taken = [(cx - 6, cy - 6, cx + 6, cy + 6) for cx, cy in centers]  # each point's marker, then legend and labels
+    legend = ax.get_legend()
+    if legend is not None:
+        box = legend.get_window_extent(renderer)
+        taken.append((box.x0, box.y0, box.x1, box.y1))
+    inside = ax.get_window_extent(renderer)
+    placed = []
+    for i in sorted(range(len(points)), key=lambda i: (not _is_teacher(points[i][0]), points[i][1])):
+        v, x, acc = points[i]
+        teacher = _is_teacher(v)
+        style = {"fontweight": "bold" if teacher else "normal", "color": TEACHER_COLOR if teacher else "black"}
+        probe = ax.text(0, 0, _label(v), fontsize=_TEXT["fontsize"], **style)
+        size = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = size.width + 2, size.height + 2  # a pixel of air around each label
+        cx, cy = centers[i]
+        best = None
+        for dx, dy in _OFFSETS:
+            x0 = cx + dx * scale - (0 if dx > 0 else w)
+            b = (x0, cy + dy * scale - h / 2, x0 + w, cy + dy * scale + h / 2)
+            score = sum(_overlap(b, t) for j, t in enumerate(taken) if j != i)
+            if _overlap(b, (inside.x0, inside.y0, inside.x1, inside.y1)) < w * h:  # partly outside the axes
+                score += w * h
+            if best is None or score < best[0]:
+                best = (score, dx, dy, b)
+            if score == 0:
+                break
+        _, dx, dy, b = best
+        far = abs(dx) > 6 or abs(dy) > 20
+        leader = {"arrowprops": {"arrowstyle": "-", "color": "#999999", "lw": 0.6}} if far else {}
+        ann = ax.annotate(_label(v), (x, acc), xytext=(dx, dy), textcoords="offset points",
+                          ha="left" if dx > 0 else "right", **_TEXT, **style, **leader)  # fmt: skip
+        taken.append(b)
+        placed.append(ann)
+    return placed
+
+
+def _overlap(a: tuple, b: tuple) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _legend(ax: Any, points: list[tuple], frontier: bool = False) -> None:
     formats = sorted({str(v.get("format")) for v, _, _ in points})
     handles = [
         Line2D([], [], linestyle="none", marker=MARKERS.get(f, OTHER_MARKER), color=COLORS.get(f, OTHER_COLOR), label=f)
         for f in formats
     ]
     if any(_is_teacher(v) for v, _, _ in points):
-        handles.append(
-            Line2D(
-                [],
-                [],
-                linestyle="none",
-                marker="o",
-                color=TEACHER_COLOR,
-                markeredgecolor="black",
-                markersize=9,
-                label="teacher",
-            )
-        )
-    ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.8)
+        handles.append(Line2D([], [], linestyle="none", marker="o", color=TEACHER_COLOR, markeredgecolor="black",
+                              markersize=9, label="teacher"))  # fmt: skip
+    if frontier:
+        handles.append(Line2D([], [], color="#555555", linestyle="--", label="Pareto frontier"))
+    ax.legend(handles=handles, loc="lower right", fontsize=7.5, framealpha=0.8)
 
 
 def _png(fig: Figure) -> bytes:
@@ -192,17 +216,22 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def accuracy_vs_latency_png(variants: list[dict[str, Any]]) -> bytes:
-    """Accuracy % against mean latency (ms); bars span p50..p90; log x when latencies differ by >= 20x."""
-    points = _points(variants, _latency_mean)
+def accuracy_vs_latency_figure(variants: list[dict[str, Any]]) -> Figure:
+    points = _points(variants, _latency_p50)
     title = PLOT_FILES["accuracy_vs_latency.png"]
-    return _scatter(points, "latency mean (ms), bars p50-p90", title, None, with_bars=True)
+    return _scatter(points, "latency p50 (ms, batch 1); bar: to p90", title, None, latency=True)
+
+
+def accuracy_vs_latency_png(variants: list[dict[str, Any]]) -> bytes:
+    """Accuracy % against p50 latency (ms), bars reach p90, dashed: the Pareto frontier per device; log x when
+    latencies differ by >= 20x."""
+    return _png(accuracy_vs_latency_figure(variants))
 
 
 def accuracy_vs_size_png(variants: list[dict[str, Any]]) -> bytes:
     """Accuracy % against file size (KB) on a log axis: fp32 -> int8 is a 4x step, best read in ratios."""
     points = _points(variants, _size_kb)
-    return _scatter(points, "model size (KB, log scale)", PLOT_FILES["accuracy_vs_size.png"], True, with_bars=False)
+    return _png(_scatter(points, "model size (KB, log scale)", PLOT_FILES["accuracy_vs_size.png"], True, False))
 
 
 def latency_distribution_png(report: dict[str, Any]) -> bytes:

@@ -16,6 +16,8 @@ ERROR_WIDTH = 40  # a terminal row must stay one line-ish; the full error is in 
 SHORT_HEADERS = {
     "Size (KB)": "KB",
     "Accuracy %": "Acc %",
+    "Δ acc vs fp32 (points)": "Δfp32",
+    "Δ acc vs teacher (points)": "Δteach",
     "Agreement w/ teacher %": "Agree %",
     "Latency mean / p50 / p90 / p99 ms": "Latency ms\nmean/p50/p90/p99",
     "Throughput/s": "Thru/s",

@@ -27,6 +27,8 @@ class StageContext:
     # content-keyed data that outlives a stage run and is shared by later runs in this run directory (teacher cache)
     cache_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    # the stages before this one in this run: name, stage, status (ran/cached/disabled), seconds (as first run)
+    earlier: list[dict] = field(default_factory=list)
 
     @property
     def seed(self) -> int:
@@ -138,6 +140,7 @@ def import_model_errors(cfg: StageConfig, pipeline: PipelineConfig) -> list[str]
     module: each is one message naming the import path, at validate time instead of after earlier stages ran.
     """
     from edgekd.config import ModelSpec
+    from edgekd.console import step
     from edgekd.errors import EdgekdError
     from edgekd.models import build_model
 
@@ -158,7 +161,8 @@ def import_model_errors(cfg: StageConfig, pipeline: PipelineConfig) -> list[str]
         if spec.import_ is None:
             continue
         try:
-            build_model(spec.as_dict(), channels, classes)
+            with step(f"importing and building {spec.import_}"):
+                build_model(spec.as_dict(), channels, classes)
         except EdgekdError as exc:
             errors.append(str(exc))
     return list(dict.fromkeys(errors))

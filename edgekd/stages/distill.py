@@ -91,7 +91,8 @@ def _check(cfg: DistillConfig, pipeline: PipelineConfig) -> list[str]:
         return errors + model_errors
     strategy_check = STRATEGIES.get(cfg.strategy.kind).check
     if strategy_check is not None and not errors:
-        errors += strategy_check(cfg.strategy, cfg, pipeline)
+        with console.step(f"checking strategy '{cfg.strategy.kind}'"):
+            errors += strategy_check(cfg.strategy, cfg, pipeline)
     layers_s = list(dict.fromkeys(n for t in cfg.losses for n in LOSSES.get(t.kind).term_cls(t).student_layers()))
     layers_t = list(dict.fromkeys(n for t in cfg.losses for n in LOSSES.get(t.kind).term_cls(t).teacher_layers()))
     if not layers_s and not layers_t:
@@ -99,12 +100,15 @@ def _check(cfg: DistillConfig, pipeline: PipelineConfig) -> list[str]:
     channels = pipeline.data.channels or 1
     classes = len(pipeline.data.labels) if pipeline.data.labels else 10
     if layers_s:
-        errors += check_layers(build_model(cfg.student.as_dict(), channels, classes), layers_s, "the student")
+        with console.step(f"building the student ({cfg.student.name or cfg.student.import_}) to find its layers"):
+            errors += check_layers(build_model(cfg.student.as_dict(), channels, classes), layers_s, "the student")
     t_spec = spec_of_artifact(pipeline, cfg.teachers[0], cfg) if cfg.teachers and cfg.uses_teachers else None
     if layers_t and t_spec is not None:
-        errors += check_layers(build_model(t_spec, channels, classes), layers_t, f"teacher '{cfg.teachers[0]}'")
+        with console.step(f"building teacher '{cfg.teachers[0]}' to find its layers"):
+            errors += check_layers(build_model(t_spec, channels, classes), layers_t, f"teacher '{cfg.teachers[0]}'")
     if not errors:  # names are right: now shapes (adapters off, token grids, attention maps) on a dummy batch
-        errors += term_errors(cfg, pipeline, t_spec)
+        with console.step("running the models on a dummy batch to check the loss terms' layer shapes"):
+            errors += term_errors(cfg, pipeline, t_spec)
     return errors
 
 

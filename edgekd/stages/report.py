@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import platform
 import time
 
 from pydantic import AliasChoices, Field, model_validator
@@ -11,7 +13,7 @@ from edgekd import __version__
 from edgekd.artifacts import Report
 from edgekd.config import StageConfig
 from edgekd.distill.describe import method_line, method_summary
-from edgekd.report.fmt import failure_notes
+from edgekd.report.fmt import add_accuracy_deltas, failure_notes, pareto_frontier
 from edgekd.report.goals import Goals, check_goals, compute_figures
 from edgekd.stages.base import register_stage, require
 
@@ -31,6 +33,34 @@ class ReportConfig(StageConfig):
         return self
 
 
+# what made and measured the files, as installed here (a device's own runtime version is in its rows)
+LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime", "ai-edge-litert", "litert-torch", "tensorflow", "onnx2tf",
+             "torch-pruning", "torchao", "scikit-learn", "matplotlib")  # fmt: skip
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "edgekd": __version__}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def frontier(rows: list[dict]) -> dict[str, list[str]]:
+    """Per device, the variants on the accuracy-vs-p50-latency Pareto frontier (none faster and more accurate)."""
+    out: dict[str, list[str]] = {}
+    for device in dict.fromkeys(r.get("device") or "local" for r in rows):
+        points = [(r["name"], r["latency_ms"]["p50"], r["accuracy"]) for r in rows
+                  if (r.get("device") or "local") == device and r.get("status") == "ok"
+                  and isinstance(r.get("latency_ms"), dict) and isinstance(r["latency_ms"].get("p50"), int | float)
+                  and isinstance(r.get("accuracy"), int | float)]  # fmt: skip
+        if points:
+            out[device] = [points[i][0] for i in pareto_frontier(points)]
+    return out
+
+
 def _inputs(cfg: ReportConfig, store) -> list[str]:
     distilled = [n for n, a in store.items() if a.kind == "torch" and "method" in a.meta]  # how each was made
     sparse = [n for n, a in store.items() if a.kind == "torch" and (a.meta.get("pruning") or {}).get("sparsity")]
@@ -43,7 +73,7 @@ def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
     from edgekd.report import write_report
 
     bench = json.loads(inputs["benchmark"].path.read_text())
-    rows = bench["rows"]
+    rows = add_accuracy_deltas(bench["rows"])
     notes = failure_notes(rows) + list(bench.get("notes") or [])
     distillation = [method_summary(n, a.meta) for n, a in inputs.items() if a.kind == "torch" and "method" in a.meta]
     notes += [method_line(d) for d in distillation]
@@ -60,13 +90,18 @@ def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
         "host": bench.get("host") or {},
         "threads": bench["threads"],
         "n_test": bench.get("n_test"),
+        "warmup": bench.get("warmup"),
+        "runs": bench.get("runs"),
         "variants": rows,
         "devices": bench.get("devices") or {},
         "figures": figures,
         "goals": check_goals(figures, cfg.goals),
         "notes": notes,
         "distillation": distillation,
-        "stages": [],
+        "pareto_frontier": frontier(rows),
+        "stages": list(ctx.earlier),
+        "versions": versions(),
+        "config": ctx.pipeline.model_dump(mode="json", by_alias=True),
     }
     paths = write_report(report, ctx.out_dir)
     return [Report("report", paths["json"], {"files": sorted(p.name for p in paths.values())})]

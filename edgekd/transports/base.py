@@ -2,7 +2,8 @@
 
 A transport only moves files and runs commands; what is measured, and how, is always ``devices/agent.py`` (or, on
 Android, TFLite's own ``benchmark_model``). ``AgentSession`` pushes the agent and the eval data once per device, then
-one model after another, so the local, SSH and adb paths share every line that builds or reads an agent run.
+one model after another, so the local, SSH and adb paths share every line that builds or reads an agent run. A
+latency-only job (no eval data) pushes no data file.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class AgentJob:
 
     model: Path
     meta: Path
-    data: Path
+    data: Path | None  # None: latency and memory only, timed on random inputs (the agent without --data)
     threads: int = 1
     warmup: int = 10
     runs: int = 100
@@ -75,9 +76,9 @@ class AgentJob:
     raw_latencies: bool = False  # return every timed run (latency distribution plots)
 
 
-def agent_flags(job: AgentJob, model: str, meta: str, data: str, preds: str | None) -> list[str]:
+def agent_flags(job: AgentJob, model: str, meta: str, data: str | None, preds: str | None) -> list[str]:
     """The agent's command-line flags for ``job``, with the files at their paths on the device."""
-    args = ["--model", model, "--meta", meta, "--data", data]
+    args = ["--model", model, "--meta", meta] + (["--data", data] if data is not None else [])
     args += ["--threads", str(job.threads), "--warmup", str(job.warmup), "--runs", str(job.runs)]
     if job.eval_limit:
         args += ["--eval-limit", str(job.eval_limit)]
@@ -156,7 +157,8 @@ class AgentSession:
         for helper in ("wordpiece.py", "pt2_guard.py"):  # the agent imports these from its folder (text, .pt2)
             if agent_path().with_name(helper).is_file():
                 self.push(agent_path().with_name(helper))
-        model, meta, data = self.push(job.model), self.push(job.meta), self.push(job.data)
+        model, meta = self.push(job.model), self.push(job.meta)
+        data = self.push(job.data) if job.data is not None else None
         preds = self.transport.scratch(f"{job.model.name}.preds.npy") if job.preds_out is not None else None
         argv = [*self.python, agent, *agent_flags(job, model, meta, data, preds)]
         proc = self.transport.run(argv, self.timeout)

@@ -53,7 +53,7 @@ class LocalTransport:
 def run_agent(
     model: Path,
     meta: Path,
-    data: Path,
+    data: Path | None,
     threads: int,
     warmup: int,
     runs: int,
@@ -62,7 +62,9 @@ def run_agent(
     timeout: float = 1800,
 ) -> dict:
     """Benchmark one model with the agent; returns its JSON (``status`` is ``ok`` or ``failed`` with ``error``)."""
-    job = AgentJob(Path(model), Path(meta), Path(data), threads, warmup, runs, eval_limit, preds_out)
+    job = AgentJob(
+        Path(model), Path(meta), Path(data) if data is not None else None, threads, warmup, runs, eval_limit, preds_out
+    )
     try:
         with AgentSession(LocalTransport(), [sys.executable], timeout) as session:
             return session.run(job)

@@ -2,7 +2,8 @@
 
 Used by the benchmark stage and by ``edgekd bench``. A device that cannot be reached, or a variant that fails, becomes
 failed rows with a one-line error; the other variants and devices go on. Variants the device has no runtime for are
-left out with a note rather than failed.
+left out with a note rather than failed. Without eval data (``data=None``) every device measures latency and memory
+only: nothing but the agent, the metadata and the models is pushed.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _row(variant: Variant, device: str, res: dict) -> dict:
 class _DeviceRun:
     """Everything one device does in one session."""
 
-    def __init__(self, profile: DeviceProfile, data: Path, settings: Settings):
+    def __init__(self, profile: DeviceProfile, data: Path | None, settings: Settings):
         self.profile, self.data, self.settings = profile, data, settings
         self.transport, self.python = open_transport(profile)
         self.session = AgentSession(self.transport, self.python or ["python3"], profile.timeout_s)
@@ -102,7 +103,7 @@ class _DeviceRun:
         if self.tool is None:
             self.tool = push_tool(self.session, self.profile)
         res = run_benchmark_model(self.session, self.profile, self.tool, self.job(v))
-        if res["status"] != "ok":
+        if res["status"] != "ok" or self.data is None:  # no eval data: benchmark_model's figures are the row
             return res
         if self.python is None:
             res["accuracy_note"] = "not measured on the device (no Python in the profile)"
@@ -119,7 +120,7 @@ class _DeviceRun:
 def measure_device(
     profile: DeviceProfile,
     variants: list[Variant],
-    data: Path,
+    data: Path | None,
     settings: Settings,
     on_row: Callable[[dict], None] | None = None,
 ) -> DeviceResult:
@@ -130,7 +131,8 @@ def measure_device(
     if skipped:
         have = ", ".join(profile.runtimes or [])
         out.notes.append(f"{profile.name}: not run (the profile's runtimes are {have}): {', '.join(skipped)}")
-    if profile.transport == "adb" and profile.python is None and any(v.runtime == "litert" for v in runnable):
+    no_python = profile.transport == "adb" and profile.python is None
+    if no_python and data is not None and any(v.runtime == "litert" for v in runnable):
         out.notes.append(f"{profile.name}: accuracy not measured on the device (the profile has no python)")
     run, fatal = _DeviceRun(profile, data, settings), None
     try:
@@ -164,7 +166,7 @@ def measure_device(
 def measure_devices(
     profiles: list[DeviceProfile],
     variants: list[Variant],
-    data: Path,
+    data: Path | None,
     settings: Settings,
     on_row: Callable[[dict], None] | None = None,
 ) -> list[DeviceResult]:

@@ -91,6 +91,16 @@ def test_python_on_the_phone_adds_accuracy(phone, tiny, variant, fast):
     assert res.facts["board"] == "Google Pixel 8" and res.facts["python"]  # getprop facts + the agent's
 
 
+def test_latency_only_on_the_phone_pushes_no_data_and_runs_no_agent(phone, variant, fast):
+    for python in (None, sys.executable):  # with Python on the phone there is still no accuracy to measure
+        res = measure_device(_profile(phone, python=python, cpu_affinity=[0]), [variant], None, fast)
+        row = res.rows[0]
+        assert row["status"] == "ok" and row["measured_by"] == "benchmark_model", row["error"]
+        assert row["accuracy"] is None and "accuracy_note" not in row and res.notes == []
+    pushed = [Path(c[1]).name for c in map(json.loads, phone["log"].read_text().splitlines()) if c[0] == "push"]
+    assert sorted(pushed) == ["fake_benchmark_model", "fake_benchmark_model", "tiny_cnn.tflite", "tiny_cnn.tflite"]
+
+
 def test_tool_failure_is_a_failed_row_with_its_reason(phone, tiny, variant, fast, monkeypatch):
     monkeypatch.setenv("FAKE_BM_SAMPLE", str(SAMPLES / "android_mi11_yolov5s_int8_nnapi_failed.txt"))
     monkeypatch.setenv("FAKE_BM_EXIT", "1")

@@ -54,5 +54,27 @@ def test_bench_bad_input_is_one_line(tiny, tmp_path):
     assert "unknown device profile 'raspbery-pi-4' (did you mean 'raspberry-pi-4'?); known: " in proc.stderr
     lone = tmp_path / "lone.tflite"
     lone.write_bytes(tiny["model"].read_bytes())
-    proc = edgekd("bench", lone)
-    assert proc.returncode == 2 and proc.stderr.startswith("error: no metadata for lone.tflite: pass --meta")
+    proc = edgekd("bench", lone, "--data", tiny["data"])  # no metadata: nothing says how to normalise the data
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("error: --data needs lone.tflite's normalisation (mean, std) and label order")
+
+
+def test_latency_only_bench_ships_no_eval_file_to_local_and_ssh(sshd, tiny, tmp_path, monkeypatch):
+    from edgekd.cli_bench import run_bench
+    from edgekd.transports.base import AgentSession
+
+    pushed = []
+    push = AgentSession.push
+    monkeypatch.setattr(AgentSession, "push", lambda self, path: pushed.append(path.name) or push(self, path))
+    lone = tmp_path / "lone.tflite"  # no metadata at all: timed from its own input tensor
+    lone.write_bytes(tiny["model"].read_bytes())
+    loop = _profile_file(tmp_path / "loopback.yaml", sshd.profile(python=sys.executable))
+    report = run_bench(lone, ["local", loop], runs=5, warmup=1)
+    rows = {r["device"]: r for r in report["variants"]}
+    assert set(rows) == {"local", "loopback"}
+    for row in rows.values():
+        assert row["status"] == "ok", row["error"]
+        assert row["accuracy"] is None and row["n_eval"] == 0 and len(row["latencies_ms"]) == 5
+    assert set(pushed) == {"agent.py", "wordpiece.py", "pt2_guard.py", "lone.tflite", "lone.meta.json"}
+    assert report["notes"][0].startswith("lone.tflite carries no edgekd metadata: timed on random inputs")
+    assert report["notes"][1].startswith("accuracy not measured (no evaluation data): add --data digits")
