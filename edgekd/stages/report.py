@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import platform
 import time
@@ -39,13 +38,11 @@ LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime", "ai-edge-litert", "litert-
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "edgekd": __version__}
-    for name in LIBRARIES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
+    """Python and the installed libraries above (the runner's own version lookup, absent ones left out)."""
+    from edgekd.pipeline import library_versions  # imported here: the runner imports every stage
+
+    found = {k: v for k, v in library_versions(LIBRARIES).items() if v != "absent"}
+    return {"python": platform.python_version(), **found}
 
 
 def frontier(rows: list[dict]) -> dict[str, list[str]]:
