@@ -25,6 +25,12 @@ from edgekd.models.io import load_torch_model
 from edgekd.runtimes import load_runner
 from edgekd.stages.base import register_stage, require
 
+WEIGHT_BITS_HELP = (
+    "int8 weights use 7 bits of range (onnxruntime's reduce_range) by default so that the int8 file gives the same "
+    "numbers on every x86 CPU: with 8-bit weights, CPUs with AVX2 but no VNNI saturate the int16 pair sums of their "
+    "u8*s8 kernel (VPMADDUBSW) and lose accuracy the VNNI / ARM CPUs do not; 8 = full range"
+)
+
 
 class ExportOnnxConfig(StageConfig):
     models: list[str] = Field(default_factory=lambda: ["student"], min_length=1)
@@ -35,6 +41,7 @@ class ExportOnnxConfig(StageConfig):
     calibration_samples: int = Field(256, ge=1, le=100_000)
     min_int8_agreement: float = Field(0.98, ge=0, le=1)
     verify_samples: int = Field(512, ge=1)
+    int8_weight_bits: Literal[7, 8] = Field(7, description=WEIGHT_BITS_HELP)
 
 
 def _inputs(cfg: ExportOnnxConfig, store) -> list[str]:
@@ -74,9 +81,10 @@ def export_onnx(model, input_shape: tuple[int, ...], path: Path, exporter: str, 
             )
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, work: Path) -> None:
+def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, work: Path, weight_bits: int = 7) -> None:
     """Static int8 QDQ: int8 per-channel weights, int8 activations with ranges from ``calib`` (normalised inputs)."""
-    quantize_qdq(fp32_path, out_path, ({"input": calib[i : i + 1]} for i in range(len(calib))), work)
+    feeds = ({"input": calib[i : i + 1]} for i in range(len(calib)))
+    quantize_qdq(fp32_path, out_path, feeds, work, weight_bits=weight_bits)
 
 
 def quantize_qdq(
@@ -86,10 +94,12 @@ def quantize_qdq(
     work: Path,
     op_types: list[str] | None = None,
     float_outputs: bool = False,
+    weight_bits: int = 7,
 ) -> None:
     """onnxruntime static QDQ quantization, one calibration batch per ``feeds`` item: int8 per-channel symmetric
     weights, int8 asymmetric activations; ``op_types`` limits which operators get QDQ (default: all it supports);
-    ``float_outputs`` leaves those operators' outputs float (int8 inputs and weights, float result)."""
+    ``float_outputs`` leaves those operators' outputs float (int8 inputs and weights, float result);
+    ``weight_bits`` 7 keeps weights in [-64, 63] so results do not depend on the x86 CPU (see WEIGHT_BITS_HELP)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -113,6 +123,7 @@ def quantize_qdq(
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            reduce_range=weight_bits == 7,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             extra_options=options,
@@ -174,13 +185,13 @@ def run_export_onnx(cfg: ExportOnnxConfig, ctx, inputs) -> list[OnnxModel]:
         if cfg.int8:
             calib = data.calibration(cfg.calibration_samples, ctx.seed)
             qpath = ctx.out_dir / f"{name}-int8.onnx"
-            qinfo: dict = {"quantization": "static QDQ (onnxruntime)"}
+            qinfo: dict = {"quantization": f"static QDQ (onnxruntime), {cfg.int8_weight_bits}-bit weight range"}
             if art.meta.get("qat"):  # the ranges QAT learned, as QDQ; no calibration (edgekd.compress.qat_export)
                 from edgekd.compress.qat_export import qat_onnx
 
                 qinfo = qat_onnx(art, qpath, cfg.opset)
             else:
-                quantize_int8(path, qpath, calib, ctx.out_dir)
+                quantize_int8(path, qpath, calib, ctx.out_dir, cfg.int8_weight_bits)
             (ctx.out_dir / "pre.onnx").unlink(missing_ok=True)
             prec = onnx_precision(qpath)
             attach_metadata(qpath, {**meta, "precision": prec, **qinfo}, ctx)

@@ -19,6 +19,7 @@ from edgekd.errors import EdgekdError, ModelError
 from edgekd.fsutil import atomic_write_json
 from edgekd.runtimes import load_runner
 from edgekd.stages.base import register_stage, require
+from edgekd.stages.export_onnx import WEIGHT_BITS_HELP
 from edgekd.text.export import (
     attach_text_metadata,
     convert_tflite_text,
@@ -43,6 +44,7 @@ class TextExportConfig(StageConfig):
     verify_samples: int = Field(128, ge=2, le=100_000, description="test sentences each file is checked on")
     tolerance: float = Field(1e-4, gt=0, description="fp32: max abs embedding difference vs PyTorch")
     min_int8_cosine: float = Field(0.95, ge=0, le=1, description="int8: mean cosine to the fp32 embeddings")
+    int8_weight_bits: Literal[7, 8] = Field(7, description=WEIGHT_BITS_HELP)
     float_outlier_ratio: float | None = Field(
         10.0,
         ge=1,
@@ -68,9 +70,10 @@ def _one(cfg, ctx, name: str, model, meta: dict, fmt: str, precision: str, cal, 
             fp32 = ctx.out_dir / f"{name}-fp32.onnx"
             if not fp32.is_file():
                 info["exporter"] = export_onnx_text(model, max_length, fp32, cfg.opset)
-            quantize_onnx_text(fp32, path, *cal)
+            quantize_onnx_text(fp32, path, *cal, cfg.int8_weight_bits)
             info["quantization"] = (
-                "static QDQ (onnxruntime), int8 weights and MatMul inputs, float MatMul outputs; embedding table float"
+                f"static QDQ (onnxruntime), int8 weights ({cfg.int8_weight_bits}-bit range) and MatMul inputs, "
+                "float MatMul outputs; embedding table float"
             )
     else:
         keep = {}

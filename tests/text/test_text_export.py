@@ -84,3 +84,49 @@ def test_int8_files_keep_a_massive_activation_channel(tmp_path):
     export_onnx_text(model, LENGTH, tmp_path / "fp32.onnx")
     quantize_onnx_text(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", *cal)
     assert _cosine(_run("_Onnx", tmp_path / "int8.onnx", *test), ref) > 0.99
+
+
+_COSINE_ON_CPU = """
+import sys, numpy as np, onnxruntime as ort
+d = np.load(sys.argv[2])
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = 1
+sess = ort.InferenceSession(sys.argv[1], opts, providers=["CPUExecutionProvider"])
+names = [i.name for i in sess.get_inputs()]
+feeds = [dict(zip(names, (d["ids"][i:i+1], d["mask"][i:i+1]))) for i in range(len(d["ids"]))]
+out = np.concatenate([sess.run(None, f)[0] for f in feeds])
+print(float(((out * d["ref"]).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(d["ref"], axis=1)).mean()))
+"""
+
+
+@pytest.mark.integration
+def test_onnx_int8_gives_the_same_result_on_an_avx2_only_cpu(tmp_path):
+    """The failure seen in a loaded full run (cosine 0.9892 < 0.99) was the CPU, not the load: with 8-bit weights,
+    onnxruntime's u8*s8 kernel on AVX2 CPUs without VNNI (VPMADDUBSW) saturates int16 pair sums. An AVX2-only CPU
+    is emulated with qemu-x86_64 -cpu Haswell; the default 7-bit weight range gives the same cosine there."""
+    import shutil
+    import subprocess
+    import sys
+
+    qemu = shutil.which("qemu-x86_64-static") or shutil.which("qemu-x86_64")
+    if qemu is None:
+        pytest.skip("qemu-x86_64 is not installed (apt-get install qemu-user-static): no AVX2-only CPU to compare")
+    pytest.importorskip("onnxruntime")
+    model = _student(True)
+    cal, test = _sentences(64, 1), _sentences(48, 2)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(test[0]), torch.from_numpy(test[1])).numpy()
+    np.savez(tmp_path / "data.npz", ids=test[0], mask=test[1], ref=ref)
+    export_onnx_text(model, LENGTH, tmp_path / "fp32.onnx")
+    cosine = {}
+    for bits in (7, 8):
+        path = tmp_path / f"int8-{bits}.onnx"
+        quantize_onnx_text(tmp_path / "fp32.onnx", path, *cal, weight_bits=bits)
+        for cpu, prefix in (("host", []), ("haswell", [qemu, "-cpu", "Haswell"])):
+            cmd = [*prefix, sys.executable, "-c", _COSINE_ON_CPU, str(path), str(tmp_path / "data.npz")]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-2000:]
+            cosine[bits, cpu] = float(done.stdout.split()[-1])
+    assert abs(cosine[7, "host"] - cosine[7, "haswell"]) < 1e-6 and cosine[7, "haswell"] > 0.999, cosine
+    # measured: 8-bit weights 0.99990 here (AVX-512 VNNI) vs 0.98916 on Haswell
+    assert cosine[8, "haswell"] < cosine[7, "haswell"] - 0.005, cosine
