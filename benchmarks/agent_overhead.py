@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgekd.bench_inputs import find_dataset, find_meta, write_eval_npz, write_meta
-from edgekd.transports.local import run_agent
+from edgekd.edge.bench_inputs import find_dataset, find_meta, write_eval_npz, write_meta
+from edgekd.edge.transports.local import run_agent
 
 # The bare loop: LiteRT and numpy only, input prepared outside the timed region exactly as the agent does.
 BARE = r"""

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.bench_inputs import find_dataset, find_meta, write_eval_npz, write_meta
-from edgekd.transports.base import AgentJob, AgentSession, Completed
-from edgekd.transports.local import run_agent
+from edgekd.edge.bench_inputs import find_dataset, find_meta, write_eval_npz, write_meta
+from edgekd.edge.transports.base import AgentJob, AgentSession, Completed
+from edgekd.edge.transports.local import run_agent
 
 PYTHON = "/opt/v/bin/python"  # the venv inside the root file system
 PACKAGES = ["numpy", "ai-edge-litert"]  # what a Pi needs for the agent: no torch, no tensorflow, no edgekd

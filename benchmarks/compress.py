@@ -7,7 +7,7 @@ Per seed: one run of pipelines/mobile_vision_compressed.yaml (``--set seed=N``; 
 stages). Every number printed comes from that run or from the device agent:
 
 * accuracy: the benchmark stage's rows (the agent in the LiteRT interpreter / onnxruntime / torch, test split);
-* latency, unpruned vs pruned: fresh agent processes (``edgekd.transports.local.run_agent``, the code the benchmark
+* latency, unpruned vs pruned: fresh agent processes (``edgekd.edge.transports.local.run_agent``, the code the benchmark
   stage runs), interleaved and alternating which goes first, ``--rounds`` rounds of ``--runs`` timed batch-1 runs at
   1 thread; the figure is the median over rounds of each round's median latency (robust to other jobs on the host);
 * precision: read from each file (``tflite_inspect`` / ``onnx_inspect``): the weight and activation types of every
@@ -68,7 +68,7 @@ def ms(values: list[float], digits: int = 2) -> str:
 
 def latency_pairs(out: Path, rounds: int, runs: int, warmup: int) -> dict[str, tuple[float, float]]:
     """Median over rounds of the agent's p50 latency (ms) for each (unpruned, pruned) pair, interleaved."""
-    from edgekd.bench_inputs import find_dataset, write_eval_npz
+    from edgekd.edge.bench_inputs import find_dataset, write_eval_npz
 
     tmp = Path(tempfile.mkdtemp(prefix="edgekd-compress-"))
     data = write_eval_npz(find_dataset(file_of(out, PAIRS[0][1])), tmp / "eval.npz")
@@ -82,8 +82,8 @@ def latency_pairs(out: Path, rounds: int, runs: int, warmup: int) -> dict[str, t
 
 def interleaved_p50(pairs: list[tuple[Path, Path]], data: Path, rounds: int, runs: int, warmup: int) -> list[tuple]:
     """Median over rounds of the agent's p50 latency for each (a, b) file pair, a and b alternating first."""
-    from edgekd.bench_inputs import find_meta, write_meta
-    from edgekd.transports.local import run_agent
+    from edgekd.edge.bench_inputs import find_meta, write_meta
+    from edgekd.edge.transports.local import run_agent
 
     out = []
     for files in pairs:
@@ -103,13 +103,13 @@ def sparse_check(out: Path, rounds: int, runs: int, warmup: int) -> None:
     """Unstructured 50 % magnitude pruning of the student, exported as the stages export: latency vs the dense files."""
     import torch
 
-    from edgekd.artifacts import Artifact
-    from edgekd.bench_inputs import find_dataset, write_eval_npz
     from edgekd.compress.pruning import mask_unstructured, remove_masks
-    from edgekd.convert.via_litert_torch import convert_litert_torch
-    from edgekd.fsutil import atomic_write_json
+    from edgekd.core.artifacts import Artifact
+    from edgekd.core.fsutil import atomic_write_json
+    from edgekd.edge.bench_inputs import find_dataset, write_eval_npz
+    from edgekd.formats.onnx import export_onnx
+    from edgekd.formats.tflite.via_litert_torch import convert_litert_torch
     from edgekd.models.io import load_torch_model
-    from edgekd.stages.export_onnx import export_onnx
 
     distill = next(out.glob("*_distill"))
     entry = next(e for e in json.loads((distill / "manifest.json").read_text())["outputs"] if e["name"] == "student")
@@ -137,8 +137,8 @@ def sparse_check(out: Path, rounds: int, runs: int, warmup: int) -> None:
 
 def precision_lines(out: Path, rows: dict[str, dict]) -> list[str]:
     """Each file's precision as the report gives it and as its tensors show it."""
-    from edgekd.compress.onnx_inspect import inspect_onnx
-    from edgekd.convert.tflite_inspect import inspect_tflite
+    from edgekd.formats.onnx_inspect import inspect_onnx
+    from edgekd.formats.tflite.flatbuffer import inspect_tflite
 
     lines = []
     for name, row in sorted(rows.items()):

@@ -50,7 +50,7 @@ def stable_report(out: Path) -> list[dict]:
 def trusted_outputs_intact(out: Path) -> bool:
     """Every stage that has a manifest must have every output with its recorded hash."""
     sys.path.insert(0, str(ROOT))
-    from edgekd.fsutil import file_sha256
+    from edgekd.core.fsutil import file_sha256
 
     for manifest in out.glob("[0-9][0-9]_*/manifest.json"):
         for entry in json.loads(manifest.read_text())["outputs"]:

@@ -36,14 +36,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from edgekd.artifacts import Artifact
-from edgekd.config import AugmentConfig, DataConfig, validate_document
+from edgekd.core.artifacts import Artifact
+from edgekd.core.config import AugmentConfig, DataConfig
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 from edgekd.data import build_splits, normalize
 from edgekd.data.dataset import draw_augment, warp
 from edgekd.models import build_model
 from edgekd.models.io import load_torch_model
-from edgekd.pipeline import run_pipeline
-from edgekd.train import evaluate, predict_logits, seed_everything
+from edgekd.training.loop import evaluate, predict_logits, seed_everything
 
 STUDENT = {"name": "mobilenetv2_student"}
 TEACHER = {"name": "resnet_teacher"}

@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/ssh_loopback.py runs/x --runs 200 --warmup 20
 
-Starts its own OpenSSH server (edgekd/transports/loopback_sshd.py, the one the tests use), then measures every
+Starts its own OpenSSH server (edgekd/edge/transports/loopback_sshd.py, the one the tests use), then measures every
 variant the run's benchmark stage measured, once through the SSH transport (push agent, data and each model over ssh,
 run, fetch the JSON, clean up) and once with the local runner, one after the other. Prints the wall time of each
 path, and checks that accuracy and teacher agreement are identical: same bytes in, same runtime, same answer.
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.bench_inputs import find_dataset, run_dir_variants, write_eval_npz
-from edgekd.devices import load_profile
-from edgekd.transports.loopback_sshd import LoopbackSshd, SshdUnavailable
-from edgekd.transports.measure import Settings, measure_device
+from edgekd.edge.bench_inputs import find_dataset, run_dir_variants, write_eval_npz
+from edgekd.edge.profiles import load_profile
+from edgekd.edge.transports.loopback_sshd import LoopbackSshd, SshdUnavailable
+from edgekd.edge.transports.measure import Settings, measure_device
 
 
 def main() -> int:

@@ -43,8 +43,8 @@ FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".pt2": "pt2"}
 CHUNK = 256  # samples per batch for predict() on dynamic-batch models and for preprocessing: bounds memory on a Pi
 TIMING_SAMPLES = 100  # distinct prepared samples the timed loop cycles through, so a big eval set is not copied
 SYNTHETIC_SAMPLES, SYNTHETIC_BYTES = 10, 64 << 20  # latency-only runs: random inputs, at most 10 and 64 MB of them
-# Bounds on what a file declares, checked before the agent allocates to it (copies of edgekd.metadata and
-# edgekd.safe_npz, which this file cannot import): a declared input shape, a text model's length, an eval .npz.
+# Bounds on what a file declares, checked before the agent allocates to it (copies of edgekd.formats.metadata and
+# edgekd.core.npzfile, which this file cannot import): a declared input shape, a text model's length, an eval .npz.
 MAX_INPUT_RANK = 8
 MAX_INPUT_ELEMENTS = 50_000_000
 MAX_TEXT_LENGTH = 100_000
@@ -241,7 +241,8 @@ def _check_meta(meta: Any, where: str) -> dict:
 
 
 def _check_shape(shape: Any, where: str) -> list[int]:
-    """A declared input shape, bounded as edgekd.metadata.check_input_shape does: positive, rank <= 8, <= 50 M."""
+    """A declared input shape, bounded as edgekd.formats.metadata.check_input_shape does: positive, rank <= 8,
+    <= 50 M."""
     if not (isinstance(shape, (list, tuple)) and 1 <= len(shape) <= MAX_INPUT_RANK):
         raise AgentError(f"{where} must be a list of 1 to {MAX_INPUT_RANK} positive integers, got {shape!r}")
     if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape):

@@ -18,7 +18,7 @@ _LAZY = {
     "run_stage": "edgekd.api",
     "predict": "edgekd.api",
     "inspect": "edgekd.api",
-    "read_metadata": "edgekd.metadata",
+    "read_metadata": "edgekd.formats.metadata",
 }
 __all__ = ["__version__", *_LAZY]
 

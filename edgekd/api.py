@@ -16,16 +16,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgekd.artifacts import Artifact
-from edgekd.config import PipelineConfig
-from edgekd.errors import ConfigError, EdgekdError, StageError
+from edgekd.core.artifacts import Artifact
+from edgekd.core.config import PipelineConfig
+from edgekd.core.errors import ConfigError, EdgekdError, StageError
 
 
 def load_pipeline(source: str | Path | dict | PipelineConfig, overrides: list[str] | None = None) -> PipelineConfig:
     """A validated pipeline from a YAML file, a dict (the YAML document) or a PipelineConfig, with ``a.b=c``
     overrides as ``--set`` takes them."""
-    from edgekd.config import apply_overrides, validate_document
-    from edgekd.config import load_pipeline as load_file
+    from edgekd.core.loader import load_pipeline as load_file
+    from edgekd.core.loader import validate_document
+    from edgekd.core.validation import apply_overrides
 
     if isinstance(source, PipelineConfig):
         if not overrides:
@@ -46,7 +47,7 @@ def run_pipeline(
 ):
     """Run a pipeline like ``edgekd run`` (same cache, same run directory layout); returns the RunResult
     (``.run_dir``, ``.stages``, ``.artifacts`` by name, ``.report`` as a dict)."""
-    from edgekd.pipeline import run_pipeline as run
+    from edgekd.core.pipeline import run_pipeline as run
 
     return run(load_pipeline(pipeline, overrides), run_dir, force)
 
@@ -99,13 +100,13 @@ def run_stage(
 
 def predict(model: str | Path, images: list[str | Path], top_k: int = 5, **kwargs: Any) -> list[dict[str, Any]]:
     """``edgekd predict`` as a call: one ``{"image", "top": [{"label", "index", "probability"}]}`` per image."""
-    from edgekd.inference import predict_images
+    from edgekd.formats.predict import predict_images
 
     return [p.as_dict() for p in predict_images(model, list(images), top_k, **kwargs)]
 
 
 def inspect(model: str | Path) -> dict[str, Any]:
     """``edgekd inspect --json`` as a call."""
-    from edgekd.inspect_model import inspect_file
+    from edgekd.formats.inspect import inspect_file
 
     return inspect_file(model)

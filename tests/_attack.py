@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekd.fsutil import file_sha256
+from edgekd.core.fsutil import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT = 6 * 2**30  # address-space cap of the child: a regression fails the test instead of eating the machine

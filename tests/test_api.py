@@ -9,7 +9,7 @@ import pytest
 from _exported import MODELS, exported_doc, exported_run
 
 import edgekd
-from edgekd.errors import ConfigError, EdgekdError
+from edgekd.core.errors import ConfigError, EdgekdError
 
 
 def test_import_edgekd_stays_light():

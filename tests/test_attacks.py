@@ -21,9 +21,9 @@ import pytest
 from _attack import assert_refused, edgekd, snapshot
 from _shared import tiny_pipeline_doc
 
-from edgekd.config import validate_document
-from edgekd.errors import ConfigError, EdgekdError, Interrupted
-from edgekd.pipeline import run_pipeline
+from edgekd.core.errors import ConfigError, EdgekdError, Interrupted
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 
 
 def _two_stage_doc(**overrides) -> dict:
@@ -194,7 +194,7 @@ def test_output_folder_that_cannot_be_written(arena):
 
 @pytest.mark.parametrize("value", ["abc", "-5", "nan", "inf", "1e999"])
 def test_malformed_min_free_space_is_one_line(arena, value):
-    from edgekd.fsutil import min_free_mb
+    from edgekd.core.fsutil import min_free_mb
 
     os.environ["EDGEKD_MIN_FREE_MB"] = value
     try:
@@ -249,7 +249,7 @@ def test_ctrl_c_during_distill_stops_at_once_with_exit_130(arena):
 
 def test_an_interrupt_swallowed_by_a_library_still_stops_the_run():
     """A library that catches KeyboardInterrupt and raises something else (or returns) must not hide Ctrl-C."""
-    from edgekd.pipeline import _call_stage, _interrupts
+    from edgekd.core.pipeline import _call_stage, _interrupts
     from edgekd.stages.base import Stage
 
     def swallowing(cfg, ctx, inputs):
@@ -285,7 +285,7 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, 
     def boom(*a, **k):
         raise PermissionError(13, "Permission denied", "/root/secret.yaml")
 
-    monkeypatch.setattr("edgekd.config.load_pipeline", boom)
+    monkeypatch.setattr("edgekd.core.loader.load_pipeline", boom)
     runner = CliRunner()
     res = runner.invoke(cli.app, ["validate", "any.yaml"])
     assert res.exit_code == 1

@@ -23,8 +23,8 @@ import torch
 from _attack import PWNED_ENV, assert_refused, edgekd, snapshot
 from _shared import tiny_pipeline_doc
 
-from edgekd.config import validate_document
-from edgekd.errors import ConfigError, DataError, ModelError
+from edgekd.core.errors import ConfigError, DataError, ModelError
+from edgekd.core.loader import validate_document
 
 PAYLOAD = f"import os; open(os.environ['{PWNED_ENV}'], 'w').write('pwned')"
 META = {"input_layout": "NCHW", "input_shape": [1, 1, 8, 8], "mean": [0.0], "std": [1.0], "labels": ["a", "b", "c"]}
@@ -165,7 +165,7 @@ def test_hostile_pt2_through_bench_runs_no_code(pt2, tmp_path, name, source, cra
 
 @pytest.mark.parametrize("name,source,craft,refusal", PT2_ATTACKS[4:], ids=[a[0] for a in PT2_ATTACKS[4:]])
 def test_hostile_pt2_in_process_runs_no_code(pt2, tmp_path, name, source, craft, refusal):
-    from edgekd.runtimes import agent, load_runner
+    from edgekd.formats.runner import agent, load_runner
 
     model = _craft(pt2 / f"{source}.pt2", tmp_path / "evil.pt2", **_materialise(craft))
     with pytest.raises(agent().AgentError, match=refusal) as exc:
@@ -174,7 +174,7 @@ def test_hostile_pt2_in_process_runs_no_code(pt2, tmp_path, name, source, craft,
 
 
 def test_pt2_member_twice_or_not_a_zip_is_refused(pt2, tmp_path):
-    from edgekd.runtimes import agent, load_runner
+    from edgekd.formats.runner import agent, load_runner
 
     twice = tmp_path / "twice.pt2"
     with zipfile.ZipFile(pt2 / "legit.pt2") as zin, zipfile.ZipFile(twice, "w") as zout:
@@ -191,7 +191,7 @@ def test_pt2_member_twice_or_not_a_zip_is_refused(pt2, tmp_path):
 
 
 def test_legit_pt2_files_still_load_and_run(pt2):
-    from edgekd.runtimes import load_runner
+    from edgekd.formats.runner import load_runner
 
     x = np.random.default_rng(1).random((3, 1, 8, 8)).astype(np.float32)
     for name in ("legit", "dyn"):
@@ -393,7 +393,7 @@ def test_predict_refuses_nonsense_std(tmp_path, std):
                     ("--mean", "-inf"), ("--mean", "x")],
 )  # fmt: skip
 def test_mean_and_std_options_must_be_finite(option, text):
-    from edgekd.cli_model import _floats
+    from edgekd.cli.model import _floats
 
     with pytest.raises(ConfigError, match=rf"{option} must be comma-separated"):
         _floats(text, option, positive=option == "--std")
@@ -402,7 +402,7 @@ def test_mean_and_std_options_must_be_finite(option, text):
 
 @pytest.mark.parametrize("key,value", [("std", [float("nan")]), ("std", [-1.0]), ("mean", [float("inf")])])
 def test_agent_refuses_non_finite_normalisation_in_metadata(key, value):
-    from edgekd.runtimes import agent
+    from edgekd.formats.runner import agent
 
     with pytest.raises(agent().AgentError, match=rf"meta {key} must be 1 finite per-channel values"):
         agent()._check_meta({**META, key: value}, "m.json")
@@ -448,8 +448,8 @@ def _npz(path: Path, **arrays) -> Path:
 def test_npz_readers_refuse_arrays_that_are_not_real(tmp_path, arrays, refusal):
     from types import SimpleNamespace
 
-    from edgekd.bench_inputs import write_eval_npz
     from edgekd.data.sources import load_npz_source
+    from edgekd.edge.bench_inputs import write_eval_npz
 
     path = _npz(tmp_path / "d.npz", **arrays)
     with pytest.raises(DataError, match=refusal) as exc:

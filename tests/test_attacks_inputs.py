@@ -19,7 +19,7 @@ import pytest
 from _attack import assert_refused, edgekd, snapshot
 from _shared import tiny_pipeline_doc
 
-from edgekd.errors import ConfigError, DataError, ModelError
+from edgekd.core.errors import ConfigError, DataError, ModelError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -121,7 +121,7 @@ def onnx_model(path: Path, shape=(1, 1, 8, 8), meta: dict | str | None = None, e
         model.metadata_props.add(key="edgekd", value=meta)
     onnx.save(model, str(path))
     if isinstance(meta, dict):
-        from edgekd.metadata import attach_metadata
+        from edgekd.formats.metadata import attach_metadata
 
         attach_metadata(path, meta)
     return path
@@ -237,7 +237,7 @@ YAML_BOMBS = {
 
 @pytest.mark.parametrize("case", sorted(YAML_BOMBS))
 def test_yaml_bombs_are_one_config_error(tmp_path, case):
-    from edgekd.config import load_yaml
+    from edgekd.core.validation import load_yaml
 
     text, pattern = YAML_BOMBS[case]
     path = tmp_path / "w.yaml"
@@ -250,8 +250,8 @@ def test_yaml_bombs_are_one_config_error(tmp_path, case):
 def test_shipped_pipelines_and_profiles_are_far_inside_the_limits():
     from _shared import ROOT
 
-    from edgekd.config import load_yaml
-    from edgekd.safe_yaml import MAX_YAML_BYTES, MAX_YAML_VALUES, check_expanded
+    from edgekd.core.validation import load_yaml
+    from edgekd.core.yamlfile import MAX_YAML_BYTES, MAX_YAML_VALUES, check_expanded
 
     files = sorted((ROOT / "pipelines").rglob("*.yaml")) + sorted((ROOT / "devices").glob("*.yaml"))
     assert files
@@ -261,7 +261,7 @@ def test_shipped_pipelines_and_profiles_are_far_inside_the_limits():
 
 
 def test_device_profile_yaml_is_bounded_too(tmp_path):
-    from edgekd.devices import load_profile
+    from edgekd.edge.profiles import load_profile
 
     bomb = tmp_path / "board.yaml"
     bomb.write_text("transport: local\nx:\n" + LOL)
@@ -288,10 +288,10 @@ def test_npz_deflate_bomb_as_bench_data_is_refused_unread(tmp_path, lab):
 
 
 def test_every_npz_reader_checks_declared_sizes(tmp_path, lab, monkeypatch):
-    from edgekd.artifacts import Artifact
+    from edgekd.core.artifacts import Artifact
+    from edgekd.core.npzfile import check_npz
     from edgekd.data.dataset import SplitData
-    from edgekd.runtimes import agent
-    from edgekd.safe_npz import check_npz
+    from edgekd.formats.runner import agent
     from edgekd.text.io import load_array
 
     bomb = lab["npz_bomb"]
@@ -429,8 +429,8 @@ def test_bench_meta_json_declaring_100000x100000_is_refused(tmp_path, lab):
     ],
 )
 def test_one_shape_check_for_edgekd_and_the_agent(shape, pattern):
-    from edgekd.metadata import check_input_shape
-    from edgekd.runtimes import agent
+    from edgekd.formats.metadata import check_input_shape
+    from edgekd.formats.runner import agent
 
     with pytest.raises(ModelError, match=pattern):
         check_input_shape(shape, "f.onnx: shape")
@@ -441,7 +441,7 @@ def test_one_shape_check_for_edgekd_and_the_agent(shape, pattern):
 
 
 def test_agent_bounds_a_text_models_length():
-    from edgekd.runtimes import agent
+    from edgekd.formats.runner import agent
 
     with pytest.raises(agent().AgentError, match=r"max_length must be an integer from 3 to 100000"):
         agent()._check_meta({"task": "text-embedding", "max_length": 10**9, "vocab": ["a"]}, "t.onnx")
@@ -473,7 +473,7 @@ def test_agent_bounds_a_text_models_length():
          "std-zero", "labels-int", "preprocessing", "task", "text-length", "5000-digits"],
 )  # fmt: skip
 def test_malformed_metadata_is_one_model_error_naming_file_and_key(tmp_path, raw, pattern):
-    from edgekd.metadata import read_metadata
+    from edgekd.formats.metadata import read_metadata
 
     model = onnx_model(tmp_path / "m.onnx", meta=raw)
     with pytest.raises(ModelError, match=r"m\.onnx: .*" + pattern) as exc:
@@ -489,7 +489,7 @@ def test_malformed_metadata_through_the_cli(tmp_path, lab, command):
 
 
 def test_predict_says_what_partial_metadata_lacks(tmp_path, lab):
-    from edgekd.inference import resolve_metadata
+    from edgekd.formats.predict import resolve_metadata
 
     model = onnx_model(tmp_path / "m.onnx", meta=json.dumps({"input_shape": [1, 1, 8, 8], "input_layout": "NCHW"}))
     with pytest.raises(ModelError, match=r"m\.onnx: its edgekd metadata has no mean, std, labels: give --mean"):
@@ -523,7 +523,7 @@ def test_bench_with_a_malformed_manifest_entry_is_one_line(tmp_path, lab):
     ids=["list", "not-json", "outputs-str", "bad-shape", "bad-labels", "junk-entries", "list+embedded", "json+sidecar"],
 )  # fmt: skip
 def test_find_meta_reads_or_refuses_a_malformed_manifest(tmp_path, manifest, outcome):
-    from edgekd.bench_inputs import find_meta
+    from edgekd.edge.bench_inputs import find_meta
 
     model = onnx_model(tmp_path / "m.onnx", meta=META if outcome == "embedded" else None)
     (tmp_path / "manifest.json").write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
@@ -558,7 +558,7 @@ def test_predict_refuses_external_data_at_an_absolute_path(tmp_path, lab):
 
 @pytest.mark.parametrize("location", ["../x.bin", "sub/../../x.bin", "/etc/hostname", "link.bin", "sub/link.bin"])
 def test_external_data_escapes_are_refused(tmp_path, location):
-    from edgekd.inspect_model import inspect_file
+    from edgekd.formats.inspect import inspect_file
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "link.bin").symlink_to("/etc/hostname")
@@ -569,7 +569,7 @@ def test_external_data_escapes_are_refused(tmp_path, location):
 
 
 def test_external_data_inside_the_folder_still_inspects(tmp_path):
-    from edgekd.inspect_model import inspect_file
+    from edgekd.formats.inspect import inspect_file
 
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "s.bin").write_bytes(np.ones(1, np.float32).tobytes())

@@ -4,8 +4,10 @@ import pytest
 from _shared import ROOT
 from pydantic import Field
 
-from edgekd.config import Strict, added_later, apply_overrides, key_dump, load_pipeline, validate_document
-from edgekd.errors import ConfigError
+from edgekd.core.config import Strict, added_later, key_dump
+from edgekd.core.errors import ConfigError
+from edgekd.core.loader import load_pipeline, validate_document
+from edgekd.core.validation import apply_overrides
 
 
 def test_default_pipeline_is_valid():

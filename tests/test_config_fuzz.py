@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from edgekd.cli import app
-from edgekd.config import parse_yaml_text, validate_document
-from edgekd.errors import ConfigError
+from edgekd.core.errors import ConfigError
+from edgekd.core.loader import validate_document
+from edgekd.core.validation import parse_yaml_text
 
 FUZZ_EXAMPLES = 600
 

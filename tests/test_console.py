@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from _shared import tiny_pipeline_doc
 from rich.console import Console
 
-from edgekd import console
-from edgekd.config import AugmentConfig, DataConfig, TrainConfig, validate_document
+from edgekd.core import console
+from edgekd.core.config import AugmentConfig, DataConfig, TrainConfig
+from edgekd.core.loader import validate_document
 from edgekd.data import build_splits
 from edgekd.models import build_model
-from edgekd.train import epoch_line, fit
+from edgekd.training.loop import epoch_line, fit
 
 
 @pytest.fixture
@@ -127,7 +128,7 @@ def test_third_party_output_goes_to_the_run_log_not_the_console(tmp_path):
     script = textwrap.dedent(f"""
         import os, warnings
         from pathlib import Path
-        from edgekd import console
+        from edgekd.core import console
         console.set_verbosity(console.NORMAL, capture=True)
         with console.run_log(Path({str(tmp_path / "run.log")!r}), "test"):
             os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n")

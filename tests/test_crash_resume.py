@@ -9,9 +9,9 @@ import pytest
 import torch
 from _shared import ROOT
 
-from edgekd.config import validate_document
-from edgekd.errors import Interrupted
-from edgekd.pipeline import run_pipeline
+from edgekd.core.errors import Interrupted
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import crash_resume
@@ -25,7 +25,7 @@ def test_training_resumes_from_last_epoch_and_ends_at_same_weights(tmp_path, tin
     cfg = validate_document(doc)
     clean = run_pipeline(cfg, tmp_path / "clean")
 
-    import edgekd.train as train
+    import edgekd.training.loop as train
 
     real = train.evaluate
     calls = {"n": 0}

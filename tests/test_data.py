@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekd.config import DataConfig
+from edgekd.core.config import DataConfig
+from edgekd.core.errors import DataError
 from edgekd.data import SplitData, augment, build_splits
-from edgekd.errors import DataError
 
 
 def test_digits_split_is_fixed_stratified_and_complete():

@@ -21,9 +21,9 @@ import yaml
 from _shared import ROOT
 from torch import nn
 
-from edgekd.config import validate_document
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 from edgekd.data import SplitData
-from edgekd.pipeline import run_pipeline
 
 TESTS = ROOT / "tests"
 

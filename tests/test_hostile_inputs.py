@@ -11,9 +11,9 @@ import torch
 from _shared import tiny_pipeline_doc
 from PIL import Image
 
-from edgekd.config import validate_document
-from edgekd.fsutil import file_sha256
-from edgekd.pipeline import run_pipeline
+from edgekd.core.fsutil import file_sha256
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 
 
 class _Evil:
@@ -139,7 +139,7 @@ def test_hostile_input_is_one_line_and_loses_nothing(case, tmp_path, finished_ru
 
 @pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
 def test_truncated_exported_model_names_the_file(tmp_path, suffix):
-    from edgekd.runtimes import load_runner
+    from edgekd.formats.runner import load_runner
 
     m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
     good = tmp_path / f"m{suffix}"

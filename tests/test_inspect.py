@@ -10,8 +10,8 @@ from _exported import MODELS, exported_run
 from typer.testing import CliRunner
 
 from edgekd.cli import app
-from edgekd.errors import ModelError
-from edgekd.inspect_model import inspect_file
+from edgekd.core.errors import ModelError
+from edgekd.formats.inspect import inspect_file
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def run(tmp_path_factory):
 
 def _folded_rgb(run, fmt: str) -> tuple[int, int]:
     """(params, MACs) a TFLite file holds beyond the torch model: its first conv takes RGB, the luma weights folded
-    in (edgekd.convert.image_input), so that conv has 3 input channels where the grey model has 1."""
+    in (edgekd.formats.tflite.image_input), so that conv has 3 input channels where the grey model has 1."""
     import torch
 
     from edgekd.models.io import load_torch_model

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from _exported import MODELS, exported_run, write_digit_pngs
 
-from edgekd.convert.tflite_metadata import associated_files, metadata_entries
 from edgekd.data.sources import load_image
-from edgekd.metadata import read_metadata
-from edgekd.runtimes import load_runner
+from edgekd.formats.metadata import read_metadata
+from edgekd.formats.runner import load_runner
+from edgekd.formats.tflite.metadata import associated_files, metadata_entries
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_folder_source_and_predict_share_one_image_loader(tmp_path):
     """An RGB image of another size goes through the same function whether it is training data or a query."""
     from PIL import Image
 
-    from edgekd.config import DataConfig
+    from edgekd.core.config import DataConfig
     from edgekd.data.sources import load_folder_source
 
     (tmp_path / "cat").mkdir()

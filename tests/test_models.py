@@ -4,7 +4,7 @@ import textwrap
 import pytest
 import torch
 
-from edgekd.errors import ConfigError, ModelError
+from edgekd.core.errors import ConfigError, ModelError
 from edgekd.models import MODELS, build_model
 from edgekd.models.checkpoint import load_into, load_state_dict, save_state_dict
 from edgekd.models.stats import count_macs, count_params

@@ -43,9 +43,9 @@ def test_wheel_ships_agent_profiles_and_pipelines(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     probe = (
-        "import edgekd, edgekd.devices as d, edgekd.runtimes as r;"
+        "import edgekd, edgekd.edge.profiles as d, edgekd.formats.runner as r;"
         "print(edgekd.__file__); print(r.agent_path()); print(' '.join(d.known_profiles()));"
-        "import edgekd.templates as t; print(t.pipelines_dir())"
+        "import edgekd.cli.templates as t; print(t.pipelines_dir())"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     res = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from edgekd.config import validate_document
-from edgekd.errors import EdgekdError, StageError
-from edgekd.pipeline import cache_key, run_lock, run_pipeline
+from edgekd.core.errors import EdgekdError, StageError
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import cache_key, run_lock, run_pipeline
 
 
 def _train_only(doc: dict) -> dict:
@@ -105,7 +105,7 @@ def test_second_run_on_same_directory_is_refused(tmp_path):
 
 
 def test_cache_key_depends_on_config_inputs_and_seed(tiny_doc):
-    from edgekd.artifacts import Artifact
+    from edgekd.core.artifacts import Artifact
     from edgekd.stages import STAGES
 
     cfg = validate_document(tiny_doc)

@@ -17,7 +17,7 @@ import edgekd
 from edgekd.cli import app
 from edgekd.data.sources import load_image
 from edgekd.models.io import load_torch_model
-from edgekd.train import predict_logits
+from edgekd.training.loop import predict_logits
 
 
 @pytest.fixture(scope="module")

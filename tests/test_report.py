@@ -277,8 +277,8 @@ def test_markdown_marks_goals_met_and_missed(report: dict, tmp_path: Path) -> No
 
 
 def test_report_stage_goals_are_validated():
-    from edgekd.config import validate_document
-    from edgekd.errors import ConfigError
+    from edgekd.core.errors import ConfigError
+    from edgekd.core.loader import validate_document
     from edgekd.stages.report import ReportConfig
 
     assert ReportConfig(stage="report", checks=False).figures is False  # the option's name before goals

@@ -6,10 +6,10 @@ import sys
 import pytest
 from _shared import ROOT
 
-from edgekd.config import load_pipeline
-from edgekd.devices import load_profile
-from edgekd.errors import EdgekdError
-from edgekd.templates import copy_template, find, header_line, templates
+from edgekd.cli.templates import copy_template, find, header_line, templates
+from edgekd.core.errors import EdgekdError
+from edgekd.core.loader import load_pipeline
+from edgekd.edge.profiles import load_profile
 
 SHIPPED = templates()
 

@@ -9,7 +9,7 @@ from _exported import exported_doc, exported_run
 from _shared import tiny_pipeline_doc
 
 import edgekd
-from edgekd.errors import ConfigError
+from edgekd.core.errors import ConfigError
 
 
 def _teacher_only(tracking: dict | None) -> dict:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from edgekd.config import PipelineConfig, StageConfig
-from edgekd.console import step
-from edgekd.errors import EdgekdError
-from edgekd.stages.base import spec_of_artifact as spec_before
+from edgekd.core.config import PipelineConfig, StageConfig
+from edgekd.core.console import step
+from edgekd.core.errors import EdgekdError
 
 
 def _example(pipeline: PipelineConfig, batch: int = 1) -> torch.Tensor:
@@ -26,11 +25,10 @@ def _example(pipeline: PipelineConfig, batch: int = 1) -> torch.Tensor:
 def _build(pipeline: PipelineConfig, cfg: StageConfig):
     from edgekd.models import build_model
 
-    spec = spec_before(pipeline, cfg.model, cfg)
+    spec = pipeline.spec_of(cfg.model, cfg)
     if spec is None:
         return None
-    d = pipeline.data
-    classes = len(d.labels) if d.labels else 10
+    classes = pipeline.data.model_io()[1]
     try:
         with step(f"building {spec.get('name') or spec.get('import')}"):
             return build_model(spec, _example(pipeline).shape[1], classes).eval()

@@ -33,10 +33,10 @@ def load_float_model(name: str, inputs: dict, ctx, qat_error: str):
     ``qat_error`` is the one-line reason a quantization-aware-trained model cannot be taken. Returns
     ``(data, device, artifact, model)``.
     """
+    from edgekd.core.errors import ModelError
     from edgekd.data import SplitData
-    from edgekd.errors import ModelError
     from edgekd.models.io import load_torch_model
-    from edgekd.train import seed_everything
+    from edgekd.training.loop import seed_everything
 
     data = SplitData.load(inputs["dataset"].path)
     art = inputs[name]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edgekd.errors import ConfigError, ModelError
+from edgekd.core.errors import ConfigError, ModelError
 from edgekd.models.stats import count_macs, count_params
 
 IMPORTANCE = ("l1", "l2", "taylor", "bn_scale")

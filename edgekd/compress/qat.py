@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from edgekd.errors import ModelError
+from edgekd.core.errors import ModelError
 
 EPS = 2**-12  # smallest scale (litert-torch's choice): a range narrower than 255 * EPS is widened to it
 QUANTIZER = "litert-torch PT2EQuantizer: int8 per-channel symmetric weights, int8 per-tensor affine activations"
@@ -213,7 +213,7 @@ def prepare(model: nn.Module, example: torch.Tensor, dynamic: bool = True):
     """The fake-quantized PT2E graph of a BatchNorm-folded ``model`` (dropout removed)."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
-    from edgekd.convert.via_litert_torch import _strip_dropout
+    from edgekd.formats.tflite.via_litert_torch import _strip_dropout
 
     graph = export_graph(model, example, dynamic).module()
     # litert-torch 0.10 mis-scales the bias after a dropout (see via_litert_torch); dropout is off during QAT too,
@@ -237,7 +237,7 @@ def restore_eps(graph: nn.Module) -> None:
 
 
 class QatModel(nn.Module):
-    """A prepared PT2E graph that ``edgekd.train.fit`` can train.
+    """A prepared PT2E graph that ``edgekd.training.loop.fit`` can train.
 
     Exported graphs refuse ``train()``/``eval()``; here they swap the graph's train/eval ops, and switch observers:
     off in eval (validation never moves the ranges), on while training for the first ``observe_epochs`` epochs, then
@@ -332,7 +332,7 @@ def write_checkpoint(path, float_state: dict[str, torch.Tensor], qat_state: dict
     fp32 exports read it as usual) and the fake-quant state the int8 exports read (``qat_state``)."""
     import io
 
-    from edgekd.fsutil import atomic_write_bytes
+    from edgekd.core.fsutil import atomic_write_bytes
 
     buf = io.BytesIO()  # through a buffer: the archive is named after the file, and a temp name would change hashes
     torch.save({"state_dict": float_state, "qat_state": qat_state}, buf)

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgekd.artifacts import Artifact
-from edgekd.errors import ModelError
-from edgekd.fsutil import atomic_path
+from edgekd.core.artifacts import Artifact
+from edgekd.core.errors import ModelError
+from edgekd.core.fsutil import atomic_path
 
 REL_TOL = 1e-6  # scales are float32 in both files: equal up to float32 rounding
 
@@ -82,7 +82,7 @@ def _tflite_layer(tensor_name: str) -> str:
 def float_islands(data: bytes) -> list[tuple[str, str]]:
     """(TFLite op, layer) of every op inside an int8 file that reads or writes float32 — an op litert-torch could not
     keep in int8 and wrapped in DEQUANTIZE/QUANTIZE instead. The float I/O wrappers at the boundary do not count."""
-    from edgekd.convert.tflite_inspect import _parse
+    from edgekd.formats.tflite.flatbuffer import _parse
 
     sg = _parse(data, "converted model")["subgraphs"][0]
     t, ins, outs = sg["tensors"], set(sg["inputs"]), set(sg["outputs"])
@@ -106,8 +106,8 @@ def _example(art: Artifact, batch: int = 1) -> torch.Tensor:
 def qat_tflite(art: Artifact, out_path: Path, int8_io: bool = False) -> dict[str, Any]:
     """Full-integer int8 TFLite from a QAT artifact; returns the converter info convert_tflite records."""
     from edgekd.compress.qat import load_quantized, make_quantizer
-    from edgekd.convert import via_litert_torch as vlt
-    from edgekd.convert.tflite_inspect import _parse
+    from edgekd.formats.tflite import via_litert_torch as vlt
+    from edgekd.formats.tflite.flatbuffer import _parse
     from edgekd.models.io import load_torch_model
 
     t0 = time.perf_counter()
@@ -164,8 +164,8 @@ def qat_onnx(art: Artifact, out_path: Path, opset: int = 18) -> dict[str, Any]:
     """Int8 QDQ ONNX from a QAT artifact (dynamic batch); returns the metadata export_onnx records with it."""
     import onnx
 
-    from edgekd.compress.onnx_inspect import inspect_onnx, qdq_scales
     from edgekd.compress.qat import load_quantized
+    from edgekd.formats.onnx_inspect import inspect_onnx, qdq_scales
     from edgekd.models.io import load_torch_model
 
     model = load_torch_model(art)

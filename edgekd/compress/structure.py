@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from edgekd.errors import ModelError
+from edgekd.core.errors import ModelError
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

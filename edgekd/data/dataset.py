@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgekd.array_checks import check_real_array, read_real_array
+from edgekd.core.array_checks import check_real_array, read_real_array
+from edgekd.core.errors import DataError
+from edgekd.core.fsutil import atomic_path, ensure_free_space
+from edgekd.core.npzfile import check_npz
 from edgekd.data.sources import SOURCES, RawData
-from edgekd.errors import DataError
-from edgekd.fsutil import atomic_path, ensure_free_space
-from edgekd.safe_npz import check_npz
 
 SPLITS = ("train", "val", "test")
 

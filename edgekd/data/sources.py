@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgekd.array_checks import read_real_array
-from edgekd.errors import DataError
-from edgekd.registry import Registry
-from edgekd.safe_npz import check_npz
+from edgekd.core.array_checks import read_real_array
+from edgekd.core.errors import DataError
+from edgekd.core.npzfile import check_npz
+from edgekd.core.registry import Registry
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 MAX_CLASSES = 100_000  # labels are class indices: a label of 2**62 must not become a list of 2**62 class names

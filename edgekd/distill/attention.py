@@ -20,14 +20,16 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from edgekd.core.errors import ConfigError
 from edgekd.distill.base import Batch, TermConfig, register_loss, weighted_mean
 from edgekd.distill.features import LayerPair, PairTerm, common_hw, map_shape, pool_to, shape_of, to_map
-from edgekd.errors import ConfigError
 
 
 class AttentionConfig(TermConfig):
     kind: Literal["attention"] = "attention"
-    pairs: list[LayerPair] = Field(min_length=1)
+    pairs: list[LayerPair] = Field(
+        min_length=1, description="student layer -> teacher layer whose attention maps are matched"
+    )
     maps: Literal["spatial", "transformer"] = Field(
         "spatial", description="spatial: AT maps of features; transformer: attention probabilities of ViT layers"
     )

@@ -3,7 +3,7 @@
 A method is either a **loss term** (a small module that scores one aspect of the student against the teacher: soft
 targets, features, attention, relations...) or a **strategy** (how training is organised: a fixed teacher, a cohort
 learning together, generations, synthetic data). Terms are combined as a weighted sum (like torchdistill's
-WeightedSumLoss); a strategy decides which models exist and calls the one training loop, ``edgekd.train.fit``.
+WeightedSumLoss); a strategy decides which models exist and calls the one training loop, ``edgekd.training.loop.fit``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from edgekd.config import Strict
-from edgekd.registry import Registry
+from edgekd.core.config import Strict
+from edgekd.core.registry import Registry
 
 
 @dataclass

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
+from edgekd.core.errors import ConfigError, EdgekdError
 from edgekd.distill.base import LOSSES, Batch
 from edgekd.distill.taps import FeatureTaps
-from edgekd.errors import ConfigError, EdgekdError
 from edgekd.models import build_model
 
 
@@ -36,8 +36,7 @@ def term_errors(cfg, pipeline, teacher_spec: dict | None) -> list[str]:
     layers_s = list(dict.fromkeys(n for t in terms for n in t.student_layers()))
     layers_t = list(dict.fromkeys(n for t in terms for n in t.teacher_layers()))
     data = pipeline.data
-    channels = data.channels or 1
-    classes = len(data.labels) if data.labels else 10
+    channels, classes = data.model_io()
     torch.manual_seed(0)
     x = torch.randn(2, channels, data.image_size, data.image_size)
     try:

@@ -12,7 +12,7 @@ from edgekd.distill import teacher_cache
 from edgekd.distill.base import LOSSES
 from edgekd.distill.objective import DistillModule, Objective
 from edgekd.models import build_model
-from edgekd.train import TrainResult, fit, seed_everything
+from edgekd.training.loop import TrainResult, fit, seed_everything
 
 
 @dataclass

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from edgekd.config import Strict
+from edgekd.core.config import Strict
+from edgekd.core.errors import ConfigError
 from edgekd.distill.base import Batch, LossTerm, TermConfig, register_loss, weighted_mean
-from edgekd.errors import ConfigError
 
 
 class LayerPair(Strict):

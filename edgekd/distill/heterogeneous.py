@@ -34,7 +34,7 @@ class OFAConfig(TermConfig):
     kind: Literal["ofa"] = "ofa"
     student_layers: list[str] = Field(min_length=1, description="student layers given a branch head to the logits")
     eps: float = Field(1.0, ge=0, le=10, description="target-class enhancement exponent (1 = plain KD)")
-    temperature: float = Field(1.0, gt=0, le=100)
+    temperature: float = Field(1.0, gt=0, le=100, description="softmax temperature of the branch losses")
     hidden: int = Field(128, ge=1, le=65_536, description="channels of the branch head")
 
 

@@ -13,7 +13,7 @@ from edgekd.distill.losses import soft_target_loss
 
 class KDTermConfig(TermConfig):
     kind: Literal["kd"] = "kd"
-    temperature: float = Field(4.0, gt=0, le=100)
+    temperature: float = Field(4.0, gt=0, le=100, description="softmax temperature of the soft targets")
 
 
 @register_loss("kd", KDTermConfig)

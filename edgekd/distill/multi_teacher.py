@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from edgekd.errors import ConfigError
+from edgekd.core.errors import ConfigError
 
 Weighting = Literal["fixed", "confidence"]
 

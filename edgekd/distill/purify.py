@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from edgekd.config import Strict
+from edgekd.core.config import Strict
 
 
 class PurifyConfig(Strict):

@@ -28,8 +28,8 @@ class RKDConfig(TermConfig):
     student_layer: str | None = Field(None, description="student layer giving the embedding (default: the logits)")
     teacher_layer: str | None = Field(None, description="teacher layer giving the embedding (default: the logits)")
     pool: bool = Field(True, description="average maps over space / tokens over tokens (else flatten everything)")
-    distance_weight: float = Field(1.0, ge=0, le=1e6)
-    angle_weight: float = Field(2.0, ge=0, le=1e6)
+    distance_weight: float = Field(1.0, ge=0, le=1e6, description="weight of the pairwise-distance term")
+    angle_weight: float = Field(2.0, ge=0, le=1e6, description="weight of the triplet-angle term")
 
 
 def embed(x: torch.Tensor, pool: bool) -> torch.Tensor:

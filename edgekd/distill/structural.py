@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from edgekd.config import Strict
+from edgekd.core.config import Strict
 from edgekd.distill.base import Batch, LossTerm, TermConfig, register_loss, weighted_mean
 from edgekd.distill.features import channel_adapter, map_shape, pool_to, shape_of, to_map
 
@@ -29,7 +29,7 @@ class FSPPair(Strict):
 
 class FSPConfig(TermConfig):
     kind: Literal["fsp"] = "fsp"
-    pairs: list[FSPPair] = Field(min_length=1)
+    pairs: list[FSPPair] = Field(min_length=1, description="pairs of layers whose flow (FSP) matrices are matched")
     adapter: bool = Field(True, description="learn 1x1 convs on the student side where channel counts differ")
 
 

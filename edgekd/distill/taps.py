@@ -7,7 +7,7 @@ import difflib
 import torch
 from torch import nn
 
-from edgekd.errors import ConfigError
+from edgekd.core.errors import ConfigError
 
 
 def layer_names(model: nn.Module) -> list[str]:

@@ -36,12 +36,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from edgekd import __version__, distributed
-from edgekd.config import AugmentConfig, Strict
+from edgekd import __version__
+from edgekd.core.config import AugmentConfig, Strict
+from edgekd.core.errors import ConfigError, ModelError
+from edgekd.core.fsutil import atomic_write_bytes, json_sha256
 from edgekd.data import SplitData, normalize
 from edgekd.data.dataset import draw_augment, warp
-from edgekd.errors import ConfigError, ModelError
-from edgekd.fsutil import atomic_write_bytes, json_sha256
+from edgekd.training import distributed
 
 
 class TeacherCacheConfig(Strict):

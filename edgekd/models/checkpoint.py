@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgekd.errors import ModelError
-from edgekd.fsutil import atomic_write_bytes
+from edgekd.core.errors import ModelError
+from edgekd.core.fsutil import atomic_write_bytes
 
 
 def save_state_dict(model: nn.Module, path: Path) -> Path:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from torch import nn
 
-from edgekd.artifacts import TorchModel
+from edgekd.core.artifacts import TorchModel
 from edgekd.models.checkpoint import load_into, save_state_dict
-from edgekd.models.registry import build_model
+from edgekd.models.factory import build_model
 from edgekd.models.stats import count_macs, count_params
 
 

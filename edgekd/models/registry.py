@@ -1,4 +1,5 @@
-"""Model registry and the single factory: zoo names or a user's ``package.module:Class`` import path."""
+"""The model registry (zoo names) and the safe import of a user's ``package.module:Class``; a leaf: the zoo
+registers itself here, edgekd.models.factory builds from either."""
 
 from __future__ import annotations
 
@@ -6,10 +7,8 @@ import importlib
 import re
 from typing import Any
 
-from torch import nn
-
-from edgekd.errors import ConfigError, ModelError
-from edgekd.registry import Registry
+from edgekd.core.errors import ConfigError
+from edgekd.core.registry import Registry
 
 MODELS: Registry = Registry("model")
 register_model = MODELS.register
@@ -47,25 +46,3 @@ def import_object(path: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"module '{module_name}' has no attribute '{attr}' (model '{path}')") from None
-
-
-def build_model(spec: dict, in_channels: int, num_classes: int) -> nn.Module:
-    """Build a model from a spec ``{"name": ...}`` or ``{"import": "pkg.mod:Class"}`` plus ``kwargs``."""
-    kwargs = {"in_channels": in_channels, "num_classes": num_classes, **(spec.get("kwargs") or {})}
-    if spec.get("name"):
-        import edgekd.models.zoo  # noqa: F401  (fills the registry)
-
-        factory = MODELS.get(spec["name"])
-        label = spec["name"]
-    else:
-        factory = import_object(spec["import"])
-        label = spec["import"]
-    try:
-        model = factory(**kwargs)
-    except TypeError as exc:
-        raise ModelError(f"cannot build model '{label}' with kwargs {sorted(kwargs)}: {_first_line(exc)}") from None
-    except Exception as exc:  # the user's constructor (or a zoo model given odd kwargs) raised
-        raise ModelError(f"cannot build model '{label}': {type(exc).__name__}: {_first_line(exc)}") from None
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"model '{label}' did not return a torch.nn.Module (got {type(model).__name__})")
-    return model

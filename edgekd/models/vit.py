@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from edgekd.errors import ModelError
+from edgekd.core.errors import ModelError
 from edgekd.models.registry import register_model
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from edgekd.config import Strict
+from edgekd.core.config import Strict
 
 # key: (what the figure is, unit) — the unit also picks the number format
 FIGURES: dict[str, tuple[str, str]] = {

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogFormatter
 
+from edgekd.formats.registry import FILE_FORMATS
 from edgekd.report.fmt import (
     DISTRIBUTION_PLOT,
     PLOT_FILES,
@@ -25,9 +26,9 @@ from edgekd.report.fmt import (
     plot_files,
 )
 
-MARKERS = {"pytorch": "o", "onnx": "s", "tflite": "^"}
+MARKERS = {f.label: f.marker for f in FILE_FORMATS.values()}
 OTHER_MARKER = "D"
-COLORS = {"pytorch": "#4c72b0", "onnx": "#55a868", "tflite": "#8172b2"}
+COLORS = {f.label: f.color for f in FILE_FORMATS.values()}
 OTHER_COLOR = "#937860"
 TEACHER_COLOR = "#c44e52"
 DPI = 110

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edgekd.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from edgekd.core.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from edgekd.report.html import to_html
 from edgekd.report.markdown import to_markdown
 

@@ -1,21 +1,14 @@
-"""Stages: one file each, registered by name. Importing this package fills the registry."""
+"""Stages: one file each, registered by name. Importing this package imports every module in it, which fills the
+registry: adding a stage is adding its file (``@register_stage`` inside), nothing else."""
 
-from edgekd.stages import (  # noqa: F401
-    benchmark,
-    convert_tflite,
-    distill,
-    export_onnx,
-    prune,
-    qat,
-    report,
-    teacher,
-    text_benchmark,
-    text_data,
-    text_distill,
-    text_export,
-    text_teacher,
-)
+import importlib
+import pkgutil
+
 from edgekd.stages.base import STAGES, Stage, StageContext, register_stage
 from edgekd.stages.data import DATA_STAGE
+
+for _module in pkgutil.iter_modules(__path__):  # alphabetical, so the registry's order never depends on the disk
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["DATA_STAGE", "STAGES", "Stage", "StageContext", "register_stage"]

@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from edgekd.artifacts import Artifact
-from edgekd.config import PipelineConfig, StageConfig
-from edgekd.errors import StageError
-from edgekd.registry import Registry
+from edgekd.core.artifacts import Artifact
+from edgekd.core.config import PipelineConfig, StageConfig
+from edgekd.core.errors import StageError
+from edgekd.core.registry import Registry
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Stage:
     doc: str = ""
     check: CheckFn | None = None
     # runs on every rank under torchrun (training stages, DistributedDataParallel inside ``fit``); other stages run
-    # on rank 0 only while the other ranks wait for its outputs (edgekd.distributed)
+    # on rank 0 only while the other ranks wait for its outputs (edgekd.training.distributed)
     distributed: bool = False
     # False for stages whose outputs cannot depend on the pipeline seed (the text corpus has its own split_seed,
     # the teacher's embeddings are a deterministic forward pass): their cache key leaves the seed out, so runs of
@@ -112,36 +112,15 @@ def require(store: dict[str, Artifact], stage: str, *names: str) -> list[str]:
     return list(names)
 
 
-def spec_of_artifact(pipeline: PipelineConfig, name: str, before: StageConfig) -> dict | None:
-    """Spec of the torch artifact ``name`` as the last enabled stage before ``before`` produces it (None: unknown).
-
-    Used by validate-time checks that must build a model another stage makes. Pruning and QAT keep the layer names of
-    the model they start from, so their outputs resolve to that model's spec.
-    """
-    spec = None
-    for st in pipeline.stages:
-        if st is before:
-            break
-        if not st.enabled:
-            continue
-        if st.stage == "teacher" and getattr(st, "output", "teacher") == name:
-            spec = st.model.as_dict()
-        elif st.stage == "distill" and name in {getattr(st, "output", "student"), getattr(st, "baseline_name", "")}:
-            spec = st.student.as_dict()
-        elif st.stage in ("prune", "qat") and st.output == name:
-            spec = spec_of_artifact(pipeline, st.model, st)
-    return spec
-
-
 def import_model_errors(cfg: StageConfig, pipeline: PipelineConfig) -> list[str]:
     """Build every user model (``import: pkg.mod:Class``) a stage config names, as validate builds the zoo's.
 
     A missing module, a syntax error, an exception at import or in the constructor, a return value that is not a
     module: each is one message naming the import path, at validate time instead of after earlier stages ran.
     """
-    from edgekd.config import ModelSpec
-    from edgekd.console import step
-    from edgekd.errors import EdgekdError
+    from edgekd.core.config import ModelSpec
+    from edgekd.core.console import step
+    from edgekd.core.errors import EdgekdError
     from edgekd.models import build_model
 
     specs: list[ModelSpec] = []
@@ -154,8 +133,7 @@ def import_model_errors(cfg: StageConfig, pipeline: PipelineConfig) -> list[str]
             stack.extend(getattr(node, name) for name in type(node).model_fields)
         elif isinstance(node, (list, tuple)):
             stack.extend(node)
-    channels = pipeline.data.channels or 1
-    classes = len(pipeline.data.labels) if pipeline.data.labels else 10
+    channels, classes = pipeline.data.model_io()
     errors: list[str] = []
     for spec in specs:
         if spec.import_ is None:

@@ -16,25 +16,23 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field, PrivateAttr, computed_field, field_validator
 
-from edgekd.artifacts import MODEL_KINDS, Artifact, Benchmark
-from edgekd.config import StageConfig
-from edgekd.console import progress
+from edgekd.core.artifacts import Artifact, Benchmark
+from edgekd.core.config import StageConfig
+from edgekd.core.console import progress
+from edgekd.core.errors import ConfigError
+from edgekd.core.fsutil import atomic_path, atomic_write_bytes, atomic_write_json
 from edgekd.data import SplitData
-from edgekd.devices import DeviceProfile, load_profile
-from edgekd.errors import ConfigError
-from edgekd.fsutil import atomic_path, atomic_write_bytes, atomic_write_json
+from edgekd.edge.profiles import DeviceProfile, load_profile
+from edgekd.edge.transports.measure import DeviceResult, Settings, Variant, measure_device, measure_devices
+from edgekd.formats.registry import FILE_FORMATS, MODEL_KINDS
 from edgekd.models.io import load_torch_model
 from edgekd.stages.base import register_stage, require
-from edgekd.transports.measure import DeviceResult, Settings, Variant, measure_device, measure_devices
-
-RUNTIME_OF = {"torch": "torch", "onnx": "onnxruntime", "tflite": "litert"}
-FORMAT_OF = {"torch": "pytorch", "onnx": "onnx", "tflite": "tflite"}
 
 
 class BenchmarkConfig(StageConfig):
-    threads: int = Field(1, ge=1, le=256)
-    warmup: int = Field(20, ge=0, le=100_000)
-    runs: int = Field(200, ge=1, le=1_000_000)
+    threads: int = Field(1, ge=1, le=256, description="threads for every runtime")
+    warmup: int = Field(20, ge=0, le=100_000, description="untimed runs before timing")
+    runs: int = Field(200, ge=1, le=1_000_000, description="timed runs at batch 1 (latency mean / p50 / p90 / p99)")
     eval_limit: int | None = Field(None, ge=1, description="evaluate accuracy on at most this many test images")
     models: list[str] | None = Field(None, description="artifact names to measure (default: every model)")
     devices: list[str] = Field(["local"], min_length=1, description="device profiles: names in devices/ or paths")
@@ -91,9 +89,9 @@ def base_row(art: Artifact, size_path: Path) -> dict:
         "name": variant_name(art),
         "artifact": art.name,
         "role": m.get("role", "student"),
-        "format": FORMAT_OF[art.kind],
+        "format": FILE_FORMATS[art.kind].label,
         "precision": m.get("precision", "fp32"),
-        "runtime": RUNTIME_OF[art.kind],
+        "runtime": FILE_FORMATS[art.kind].runtime,
         "path": str(size_path),
         "size_bytes": art.path.stat().st_size,
         "params": m.get("params"),
@@ -149,7 +147,9 @@ def run_benchmark(cfg: BenchmarkConfig, ctx, inputs) -> list[Benchmark]:
         run_path = export_pt2(art, ctx.out_dir / f"{art.name}.pt2") if art.kind == "torch" else art.path
         meta = {k: v for k, v in art.meta.items() if k != "history"}
         meta_path = atomic_write_json(ctx.out_dir / f"{variant_name(art).replace('/', '_')}.meta.json", meta)
-        variants.append(Variant(variant_name(art), run_path, meta_path, RUNTIME_OF[art.kind], base_row(art, run_path)))
+        variants.append(
+            Variant(variant_name(art), run_path, meta_path, FILE_FORMATS[art.kind].runtime, base_row(art, run_path))
+        )
     teacher = next((v for v, a in zip(variants, models, strict=True) if a.name == "teacher"), None)
     others = [v for v in variants if v is not teacher]
     settings = Settings(cfg.threads, cfg.warmup, cfg.runs, cfg.eval_limit)

@@ -1,9 +1,9 @@
 """convert_tflite: the student to TFLite (fp32, fp16, full-integer int8), each file verified in the LiteRT interpreter.
 
 Two converters: litert-torch (PyTorch -> TFLite directly) and onnx2tf (ONNX -> TensorFlow -> TFLite). The precision
-written in the report is the one found in the file (edgekd.convert.tflite_inspect), never the one asked for.
+written in the report is the one found in the file (edgekd.formats.tflite.flatbuffer), never the one asked for.
 
-The files take what app tooling hands an image classifier (edgekd.convert.image_input): NHWC input, and RGB for a
+The files take what app tooling hands an image classifier (edgekd.formats.tflite.image_input): NHWC input, and RGB for a
 model trained on grey images, so MediaPipe's ImageClassifier loads them. Verification feeds the same test images in
 that form (the device agent repeats a grey image into RGB) and compares with the PyTorch model on the grey NCHW ones.
 """
@@ -15,30 +15,40 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from edgekd.artifacts import Artifact, TfliteModel
-from edgekd.config import StageConfig
-from edgekd.console import log, progress
+from edgekd.core.artifacts import Artifact, TfliteModel
+from edgekd.core.config import StageConfig
+from edgekd.core.console import log, progress
+from edgekd.core.errors import EdgekdError, ModelError
+from edgekd.core.fsutil import atomic_write_json
 from edgekd.data import SplitData
-from edgekd.errors import EdgekdError, ModelError
-from edgekd.fsutil import atomic_write_json
-from edgekd.metadata import attach_metadata
+from edgekd.formats.metadata import attach_metadata
+from edgekd.formats.runner import load_runner
 from edgekd.models.io import load_torch_model
-from edgekd.runtimes import load_runner
 from edgekd.stages.base import register_stage, require
-from edgekd.train import predict_logits
+from edgekd.training.loop import predict_logits
 
 Precision = Literal["fp32", "fp16", "int8"]
 
 
 class ConvertTfliteConfig(StageConfig):
     model: str = Field("student", description="torch artifact to convert")
-    converter: Literal["litert-torch", "onnx2tf"] = "litert-torch"
-    precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "fp16", "int8"], min_length=1)
+    converter: Literal["litert-torch", "onnx2tf"] = Field(
+        "litert-torch", description="litert-torch (from PyTorch) or onnx2tf (from the ONNX file)"
+    )
+    precisions: list[Precision] = Field(
+        default_factory=lambda: ["fp32", "fp16", "int8"],
+        min_length=1,
+        description="files to write; int8 is full-integer (int8 weights and activations, float I/O)",
+    )
     int8_io: bool = Field(False, description="int8 model inputs/outputs (else float I/O around an int8 graph)")
-    calibration_samples: int = Field(256, ge=1, le=100_000)
+    calibration_samples: int = Field(
+        256, ge=1, le=100_000, description="training images that set the int8 activation ranges"
+    )
     tolerance: float = Field(1e-4, gt=0, description="fp32: max abs logit difference allowed vs PyTorch")
     min_int8_agreement: float = Field(0.98, ge=0, le=1, description="int8: top-1 agreement with fp32 on the test split")
-    min_fp16_agreement: float = Field(0.99, ge=0, le=1)
+    min_fp16_agreement: float = Field(
+        0.99, ge=0, le=1, description="fail when the fp16 file agrees with PyTorch's top-1 on fewer test images"
+    )
     input_layout: Literal["nhwc", "nchw"] = Field(
         "nhwc", description="the file's input layout: nhwc (what app tooling such as MediaPipe takes) or PyTorch's nchw"
     )
@@ -73,12 +83,12 @@ def _convert(cfg: ConvertTfliteConfig, inputs, model, data: SplitData, precision
 
         return qat_tflite(inputs[cfg.model], out, int8_io)
     if cfg.converter == "litert-torch":
-        from edgekd.convert.via_litert_torch import convert_litert_torch
+        from edgekd.formats.tflite.via_litert_torch import convert_litert_torch
 
         nhwc = cfg.input_layout == "nhwc"
         rgb = nhwc and cfg.grey_as_rgb
         return convert_litert_torch(model, tuple(data.input_shape), out, precision, calib, int8_io, nhwc, rgb)
-    from edgekd.convert.via_onnx2tf import convert_onnx2tf
+    from edgekd.formats.tflite.via_onnx2tf import convert_onnx2tf
 
     work = ctx.out_dir / f".onnx2tf-{precision}"
     return convert_onnx2tf(inputs[f"onnx/{cfg.model}-fp32"].path, out, precision, calib, int8_io, work)
@@ -109,7 +119,7 @@ def run_convert_tflite(cfg: ConvertTfliteConfig, ctx, inputs) -> list[Artifact]:
     """Convert, verify and inspect each requested precision; a failed precision is recorded and the others go on."""
     import shutil
 
-    from edgekd.convert.tflite_inspect import inspect_tflite
+    from edgekd.formats.tflite.flatbuffer import inspect_tflite
 
     data = SplitData.load(inputs["dataset"].path)
     art = inputs[cfg.model]

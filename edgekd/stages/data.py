@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from edgekd.artifacts import Dataset
-from edgekd.config import DataConfig, StageConfig
+from edgekd.core.artifacts import Dataset
+from edgekd.core.config import DataConfig, StageConfig
 from edgekd.data import build_splits
 from edgekd.stages.base import Stage
 

@@ -12,8 +12,8 @@ from typing import Annotated, Literal, Union
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from edgekd import console
-from edgekd.config import ModelSpec, PipelineConfig, StageConfig, TrainConfig
+from edgekd.core import console
+from edgekd.core.config import NOT_MINE, ModelSpec, PipelineConfig, StageConfig, TrainConfig
 from edgekd.data import SplitData
 from edgekd.distill import LOSSES, STRATEGIES
 from edgekd.distill.chain import teacher_chain_errors
@@ -25,8 +25,8 @@ from edgekd.distill.taps import check_layers
 from edgekd.distill.teacher_cache import TeacherCacheConfig, cache_for
 from edgekd.models import build_model
 from edgekd.models.io import load_frozen_model, save_torch_model
-from edgekd.stages.base import import_model_errors, register_stage, require, spec_of_artifact
-from edgekd.train import accuracy
+from edgekd.stages.base import import_model_errors, register_stage, require
+from edgekd.training.loop import accuracy
 
 
 def _union(configs: list[type]):
@@ -41,10 +41,13 @@ StrategyUnion = _union([STRATEGIES.get(k).config_cls for k in STRATEGIES.names()
 
 
 class DistillConfig(StageConfig):
-    student: ModelSpec = Field(default_factory=lambda: ModelSpec(name="mobilenetv2_student"))
+    student: ModelSpec = Field(
+        default_factory=lambda: ModelSpec(name="mobilenetv2_student"),
+        description="the student model: {name: <zoo>} or {import: pkg.module:Class}, plus kwargs",
+    )
     teachers: list[str] = Field(["teacher"], description="torch artifacts that teach (several: multi-teacher)")
     output: str = Field("student", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="name of the distilled model")
-    temperature: float = Field(4.0, gt=0, le=100)
+    temperature: float = Field(4.0, gt=0, le=100, description="softmax temperature of the soft targets (Hinton)")
     alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target term; 1 - alpha on hard labels")
     losses: list[TermUnion] = Field(default_factory=list, description="extra weighted terms added to the base")  # type: ignore[valid-type]
     teacher_weighting: Literal["fixed", "confidence"] = Field(
@@ -52,8 +55,13 @@ class DistillConfig(StageConfig):
     )
     teacher_weights: list[float] | None = Field(None, description="one weight per teacher (default: equal)")
     purify: PurifyConfig | None = Field(None, description="filter wrong / unconfident teacher knowledge")
-    strategy: StrategyUnion = Field(default_factory=lambda: STRATEGIES.get("standard").config_cls())  # type: ignore[valid-type]
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=20))
+    strategy: StrategyUnion = Field(
+        default_factory=lambda: STRATEGIES.get("standard").config_cls(),
+        description="how the student is trained: standard, born_again, byot, online or data_free",
+    )  # type: ignore[valid-type]
+    train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(epochs=20), description="training recipe (epochs, optimiser, schedule)"
+    )
     baseline: bool = Field(True, description="also train the same student from scratch (no teacher)")
     teacher_cache: TeacherCacheConfig = Field(
         default_factory=TeacherCacheConfig, description="teacher logits computed once and replayed (FKD)"
@@ -82,6 +90,9 @@ class DistillConfig(StageConfig):
     def baseline_name(self) -> str:
         return "baseline" if self.output == "student" else f"{self.output}_baseline"
 
+    def model_spec(self, artifact, spec_before):
+        return self.student.as_dict() if artifact in (self.output, self.baseline_name) else NOT_MINE
+
 
 def _check(cfg: DistillConfig, pipeline: PipelineConfig) -> list[str]:
     """Teachers come from earlier stages, the strategy's own checks pass, layer names exist (before anything trains)."""
@@ -97,12 +108,11 @@ def _check(cfg: DistillConfig, pipeline: PipelineConfig) -> list[str]:
     layers_t = list(dict.fromkeys(n for t in cfg.losses for n in LOSSES.get(t.kind).term_cls(t).teacher_layers()))
     if not layers_s and not layers_t:
         return errors
-    channels = pipeline.data.channels or 1
-    classes = len(pipeline.data.labels) if pipeline.data.labels else 10
+    channels, classes = pipeline.data.model_io()
     if layers_s:
         with console.step(f"building the student ({cfg.student.name or cfg.student.import_}) to find its layers"):
             errors += check_layers(build_model(cfg.student.as_dict(), channels, classes), layers_s, "the student")
-    t_spec = spec_of_artifact(pipeline, cfg.teachers[0], cfg) if cfg.teachers and cfg.uses_teachers else None
+    t_spec = pipeline.spec_of(cfg.teachers[0], cfg) if cfg.teachers and cfg.uses_teachers else None
     if layers_t and t_spec is not None:
         with console.step(f"building teacher '{cfg.teachers[0]}' to find its layers"):
             errors += check_layers(build_model(t_spec, channels, classes), layers_t, f"teacher '{cfg.teachers[0]}'")

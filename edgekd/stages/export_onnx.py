@@ -6,41 +6,40 @@ training split). onnxruntime.quantization supersedes the deprecated onnxruntime-
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
-from edgekd.artifacts import OnnxModel
-from edgekd.config import StageConfig
-from edgekd.console import log
+from edgekd.core.artifacts import OnnxModel
+from edgekd.core.config import StageConfig
+from edgekd.core.console import log
+from edgekd.core.errors import ModelError
 from edgekd.data import SplitData
-from edgekd.errors import ModelError
-from edgekd.fsutil import atomic_path
-from edgekd.metadata import attach_metadata
+from edgekd.formats.metadata import attach_metadata
+from edgekd.formats.onnx import WEIGHT_BITS_HELP, export_onnx, onnx_precision, quantize_int8
+from edgekd.formats.runner import load_runner
 from edgekd.models.io import load_torch_model
-from edgekd.runtimes import load_runner
 from edgekd.stages.base import register_stage, require
-
-WEIGHT_BITS_HELP = (
-    "int8 weights use 7 bits of range (onnxruntime's reduce_range) by default so that the int8 file gives the same "
-    "numbers on every x86 CPU: with 8-bit weights, CPUs with AVX2 but no VNNI saturate the int16 pair sums of their "
-    "u8*s8 kernel (VPMADDUBSW) and lose accuracy the VNNI / ARM CPUs do not; 8 = full range"
-)
 
 
 class ExportOnnxConfig(StageConfig):
-    models: list[str] = Field(default_factory=lambda: ["student"], min_length=1)
-    exporter: Literal["dynamo", "torchscript"] = "dynamo"
-    opset: int = Field(18, ge=13, le=23)
+    models: list[str] = Field(
+        default_factory=lambda: ["student"], min_length=1, description="torch artifacts to export"
+    )
+    exporter: Literal["dynamo", "torchscript"] = Field(
+        "dynamo", description="torch.onnx exporter: dynamo (torch.export) or the legacy torchscript one"
+    )
+    opset: int = Field(18, ge=13, le=23, description="ONNX opset version")
     tolerance: float = Field(1e-4, gt=0, description="max abs logit difference allowed vs PyTorch")
     int8: bool = Field(True, description="also write a static int8 (QDQ) model with onnxruntime.quantization")
-    calibration_samples: int = Field(256, ge=1, le=100_000)
-    min_int8_agreement: float = Field(0.98, ge=0, le=1)
-    verify_samples: int = Field(512, ge=1)
+    calibration_samples: int = Field(
+        256, ge=1, le=100_000, description="training images that set the int8 activation ranges"
+    )
+    min_int8_agreement: float = Field(
+        0.98, ge=0, le=1, description="fail when the int8 file agrees with fp32's top-1 on fewer test images"
+    )
+    verify_samples: int = Field(512, ge=1, description="test images each file is checked on against PyTorch")
     int8_weight_bits: Literal[7, 8] = Field(7, description=WEIGHT_BITS_HELP)
 
 
@@ -48,109 +47,12 @@ def _inputs(cfg: ExportOnnxConfig, store) -> list[str]:
     return require(store, cfg.id, "dataset", *cfg.models)
 
 
-def export_onnx(model, input_shape: tuple[int, ...], path: Path, exporter: str, opset: int) -> None:
-    import torch
-
-    x = torch.zeros(input_shape)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if exporter == "dynamo":
-            batch = torch.export.Dim("batch", min=1, max=4096)
-            prog = torch.onnx.export(
-                model,
-                (x,),
-                None,
-                dynamo=True,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_shapes=({0: batch},),
-                opset_version=opset,
-                verbose=False,
-            )
-            prog.save(str(tmp))
-        else:
-            torch.onnx.export(
-                model,
-                (x,),
-                str(tmp),
-                dynamo=False,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=opset,
-            )
-
-
-def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, work: Path, weight_bits: int = 7) -> None:
-    """Static int8 QDQ: int8 per-channel weights, int8 activations with ranges from ``calib`` (normalised inputs)."""
-    feeds = ({"input": calib[i : i + 1]} for i in range(len(calib)))
-    quantize_qdq(fp32_path, out_path, feeds, work, weight_bits=weight_bits)
-
-
-def quantize_qdq(
-    fp32_path: Path,
-    out_path: Path,
-    feeds: Iterable[dict[str, np.ndarray]],
-    work: Path,
-    op_types: list[str] | None = None,
-    float_outputs: bool = False,
-    weight_bits: int = 7,
-) -> None:
-    """onnxruntime static QDQ quantization, one calibration batch per ``feeds`` item: int8 per-channel symmetric
-    weights, int8 asymmetric activations; ``op_types`` limits which operators get QDQ (default: all it supports);
-    ``float_outputs`` leaves those operators' outputs float (int8 inputs and weights, float result);
-    ``weight_bits`` 7 keeps weights in [-64, 63] so results do not depend on the x86 CPU (see WEIGHT_BITS_HELP)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(feeds)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    pre = work / "pre.onnx"
-    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-    extra = {"op_types_to_quantize": op_types} if op_types else {}
-    options = {"ActivationSymmetric": False, "WeightSymmetric": True}
-    if float_outputs:
-        options["OpTypesToExcludeOutputQuantization"] = op_types or ["MatMul", "Gemm", "Conv"]
-    with atomic_path(out_path) as tmp:
-        quantize_static(
-            str(pre),
-            str(tmp),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            reduce_range=weight_bits == 7,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            extra_options=options,
-            **extra,
-        )
-
-
-def onnx_precision(path: Path) -> str:
-    """Precision as found in the file: int8 when weights are int8 initialisers and activations pass through QDQ."""
-    import onnx
-
-    m = onnx.load(str(path))
-    ops = {n.op_type for n in m.graph.node}
-    w_types = {i.data_type for i in m.graph.initializer if len(i.dims) >= 2}
-    if onnx.TensorProto.INT8 in w_types and "QuantizeLinear" in ops:
-        return "int8"
-    if w_types == {onnx.TensorProto.FLOAT16}:
-        return "fp16"
-    return "fp32"
-
-
 @register_stage("export_onnx", ExportOnnxConfig, _inputs, ("onnx", "onnxruntime", "onnxscript"))
 def run_export_onnx(cfg: ExportOnnxConfig, ctx, inputs) -> list[OnnxModel]:
     """Export to ONNX, verify against PyTorch, optionally quantise to int8."""
     import onnx
 
-    from edgekd.train import predict_logits
+    from edgekd.training.loop import predict_logits
 
     data = SplitData.load(inputs["dataset"].path)
     x_test = data.arrays["test"][0][: cfg.verify_samples]

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from edgekd import console
 from edgekd.compress.finetune import kd_loss_fn, load_float_model, load_teacher
-from edgekd.config import StageConfig, TrainConfig
+from edgekd.core import console
+from edgekd.core.config import NOT_MINE, StageConfig, TrainConfig
 from edgekd.data import SplitData, normalize
 from edgekd.models.io import save_torch_model
 from edgekd.stages.base import register_stage, require
-from edgekd.train import accuracy, fit
+from edgekd.training.loop import accuracy, fit
 
 
 def _stage_of(info: ValidationInfo) -> str:
@@ -29,9 +29,14 @@ def _stage_of(info: ValidationInfo) -> str:
 class PruneConfig(StageConfig):
     model: str = Field("student", description="torch artifact to prune")
     teacher: str | None = Field("teacher", description="artifact whose soft targets guide fine-tuning; null = labels")
-    output: str = Field("student_pruned", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    mode: Literal["structured", "unstructured"] = "structured"
-    importance: Literal["l1", "l2", "taylor", "bn_scale"] = "taylor"
+    output: str = Field("student_pruned", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="name of the pruned model")
+    mode: Literal["structured", "unstructured"] = Field(
+        "structured",
+        description="structured removes channels (really faster); unstructured zeroes weights (sparsity only)",
+    )
+    importance: Literal["l1", "l2", "taylor", "bn_scale"] = Field(
+        "taylor", description="how channels are ranked: weight norm (l1, l2), first-order Taylor, or BatchNorm scale"
+    )
     ratio: float | None = Field(
         None, description="channels removed per layer (global: overall); unstructured: sparsity"
     )
@@ -41,10 +46,17 @@ class PruneConfig(StageConfig):
     ignore_layers: list[str] = Field(default_factory=list, description="layers (by name) whose outputs are kept")
     round_to: int | None = Field(8, ge=1, le=1024, description="channel counts kept at multiples of this")
     steps: int = Field(3, ge=1, le=100, description="prune -> fine-tune rounds")
-    temperature: float = Field(4.0, gt=0, le=100)
-    alpha: float = Field(0.7, ge=0, le=1)
+    temperature: float = Field(
+        4.0, gt=0, le=100, description="softmax temperature of the teacher's soft targets during fine-tuning"
+    )
+    alpha: float = Field(
+        0.7, ge=0, le=1, description="weight of the soft-target loss (1 - alpha: hard labels) during fine-tuning"
+    )
     finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=4), description="per step")
     taylor_batches: int = Field(4, ge=1, le=1000, description="training batches whose gradients rank channels")
+
+    def model_spec(self, artifact, spec_before):
+        return spec_before(self.model) if artifact == self.output else NOT_MINE
 
     @field_validator("ratio", "macs_reduction", "max_layer_ratio")
     @classmethod

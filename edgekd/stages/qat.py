@@ -13,25 +13,33 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationInfo, field_validator
 
-from edgekd.artifacts import TorchModel
 from edgekd.compress.finetune import kd_loss_fn, load_float_model, load_teacher
-from edgekd.config import StageConfig, TrainConfig
+from edgekd.core.artifacts import TorchModel
+from edgekd.core.config import NOT_MINE, StageConfig, TrainConfig
 from edgekd.data import normalize
 from edgekd.models.io import save_torch_model
 from edgekd.stages.base import register_stage, require
-from edgekd.train import accuracy, fit
+from edgekd.training.loop import accuracy, fit
 
 
 class QatConfig(StageConfig):
     model: str = Field("student", description="torch artifact to fine-tune (student_pruned after a prune stage)")
     teacher: str | None = Field("teacher", description="artifact whose soft targets stay in the loss; null = labels")
-    output: str = Field("student_qat", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    temperature: float = Field(4.0, gt=0, le=100)
-    alpha: float = Field(0.7, ge=0, le=1)
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=4, lr=5e-4))
+    output: str = Field(
+        "student_qat", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="name of the quantization-aware fine-tuned model"
+    )
+    temperature: float = Field(4.0, gt=0, le=100, description="softmax temperature of the teacher's soft targets")
+    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target loss (1 - alpha: hard labels)")
+    train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(epochs=4, lr=5e-4),
+        description="fine-tuning recipe (a few epochs at a low learning rate)",
+    )
     observe_epochs: int | None = Field(
         None, ge=0, description="epochs in which observers learn ranges before they freeze (default: all but the last)"
     )
+
+    def model_spec(self, artifact, spec_before):
+        return spec_before(self.model) if artifact == self.output else NOT_MINE
 
     @field_validator("observe_epochs")
     @classmethod

@@ -9,8 +9,8 @@ import time
 from pydantic import AliasChoices, Field, model_validator
 
 from edgekd import __version__
-from edgekd.artifacts import Report
-from edgekd.config import StageConfig
+from edgekd.core.artifacts import Report
+from edgekd.core.config import StageConfig
 from edgekd.distill.describe import method_line, method_summary
 from edgekd.report.fmt import add_accuracy_deltas, failure_notes, pareto_frontier
 from edgekd.report.goals import Goals, check_goals, compute_figures
@@ -23,7 +23,7 @@ class ReportConfig(StageConfig):
         True, validation_alias=AliasChoices("figures", "checks"), description="compute the comparison figures"
     )
     goals: Goals = Field(default_factory=Goals, description="targets the run must meet (edgekd run exits 1 if not)")
-    title: str | None = None
+    title: str | None = Field(None, description="report title (default: the pipeline's name)")
 
     @model_validator(mode="after")
     def _goals_need_figures(self) -> ReportConfig:
@@ -39,7 +39,7 @@ LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime", "ai-edge-litert", "litert-
 
 def versions() -> dict[str, str]:
     """Python and the installed libraries above (the runner's own version lookup, absent ones left out)."""
-    from edgekd.pipeline import library_versions  # imported here: the runner imports every stage
+    from edgekd.core.versions import library_versions
 
     found = {k: v for k, v in library_versions(LIBRARIES).items() if v != "absent"}
     return {"python": platform.python_version(), **found}

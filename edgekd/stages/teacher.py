@@ -7,20 +7,29 @@ from pathlib import Path
 import torch.nn.functional as F
 from pydantic import Field
 
-from edgekd.config import ModelSpec, StageConfig, TrainConfig
+from edgekd.core.config import NOT_MINE, ModelSpec, StageConfig, TrainConfig
 from edgekd.data import SplitData
 from edgekd.models import build_model
 from edgekd.models.checkpoint import load_into
 from edgekd.models.io import save_torch_model
 from edgekd.stages.base import import_model_errors, register_stage, require
-from edgekd.train import accuracy, fit, seed_everything
+from edgekd.training.loop import accuracy, fit, seed_everything
 
 
 class TeacherConfig(StageConfig):
-    model: ModelSpec = Field(default_factory=lambda: ModelSpec(name="resnet_teacher"))
+    model: ModelSpec = Field(
+        default_factory=lambda: ModelSpec(name="resnet_teacher"),
+        description="the teacher model: {name: <zoo>} or {import: pkg.module:Class}, plus kwargs",
+    )
     checkpoint: str | None = Field(None, description="a state_dict file; when absent the teacher is trained")
     output: str = Field("teacher", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="artifact name (several teachers)")
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=12))
+
+    def model_spec(self, artifact, spec_before):
+        return self.model.as_dict() if artifact == self.output else NOT_MINE
+
+    train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(epochs=12), description="training recipe when no checkpoint is given"
+    )
 
 
 def _inputs(cfg: TeacherConfig, store) -> list[str]:

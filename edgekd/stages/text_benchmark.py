@@ -17,28 +17,27 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from edgekd.artifacts import MODEL_KINDS, Artifact, Benchmark
-from edgekd.config import StageConfig
-from edgekd.console import progress
-from edgekd.devices import load_profile
-from edgekd.fsutil import atomic_path, atomic_write_bytes, atomic_write_json
-from edgekd.metadata import read_metadata
+from edgekd.core.artifacts import Artifact, Benchmark
+from edgekd.core.config import StageConfig
+from edgekd.core.console import progress
+from edgekd.core.fsutil import atomic_path, atomic_write_bytes, atomic_write_json
+from edgekd.edge.profiles import load_profile
+from edgekd.edge.transports.measure import Settings, Variant, measure_device
+from edgekd.formats.metadata import read_metadata
+from edgekd.formats.registry import FILE_FORMATS, MODEL_KINDS
 from edgekd.stages.base import register_stage, require
 from edgekd.text.io import load_array, load_text_model
 from edgekd.text.metrics import embedding_metrics
 from edgekd.text.teacher import read_vocab
-from edgekd.transports.measure import Settings, Variant, measure_device
-
-RUNTIME_OF = {"torch": "torch", "onnx": "onnxruntime", "tflite": "litert"}
 
 
 class TextBenchmarkConfig(StageConfig):
-    threads: int = Field(1, ge=1, le=256)
-    warmup: int = Field(10, ge=0, le=100_000)
-    runs: int = Field(100, ge=1, le=1_000_000)
+    threads: int = Field(1, ge=1, le=256, description="threads for every runtime")
+    warmup: int = Field(10, ge=0, le=100_000, description="untimed runs before timing")
+    runs: int = Field(100, ge=1, le=1_000_000, description="timed runs at batch 1")
     eval_limit: int | None = Field(None, ge=20, description="judge embeddings on at most this many test sentences")
     models: list[str] | None = Field(None, description="artifact names (default: every text model)")
-    devices: list[str] = Field(["local"], min_length=1)
+    devices: list[str] = Field(["local"], min_length=1, description="device profiles: names in devices/ or paths")
     k: int = Field(10, ge=1, le=1000, description="neighbours compared for retrieval agreement")
 
 
@@ -83,7 +82,7 @@ def _variant(art: Artifact, out: Path, vocab: list[str]) -> Variant:
         "trained": art.meta.get("trained", art.meta.get("role") == "teacher"),
         "precision_detail": art.meta.get("precision_detail"),
     }
-    return Variant(name, model, meta, RUNTIME_OF[art.kind], row)
+    return Variant(name, model, meta, FILE_FORMATS[art.kind].runtime, row)
 
 
 @register_stage("text_benchmark", TextBenchmarkConfig, _inputs, ("onnxruntime", "ai-edge-litert"))

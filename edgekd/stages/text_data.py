@@ -10,19 +10,23 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edgekd.artifacts import Dataset
-from edgekd.config import StageConfig
-from edgekd.fsutil import atomic_write_json
+from edgekd.core.artifacts import Dataset
+from edgekd.core.config import StageConfig
+from edgekd.core.fsutil import atomic_write_json
 from edgekd.stages.base import register_stage
 from edgekd.text.corpus import build_corpus
 
 
 class TextDataConfig(StageConfig):
-    source: Literal["stdlib", "file"] = "stdlib"
+    source: Literal["stdlib", "file"] = Field(
+        "stdlib", description="stdlib (sentences from Python's own documentation) or file (one sentence per line)"
+    )
     path: str | None = Field(None, description="source: file — a .txt (one sentence per line) or .jsonl file")
-    val_fraction: float = Field(0.1, gt=0, lt=0.5)
-    test_fraction: float = Field(0.1, gt=0, lt=0.5)
-    split_seed: int = 0
+    val_fraction: float = Field(
+        0.1, gt=0, lt=0.5, description="share of sentences held out for validation (seeded hash split)"
+    )
+    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="share of sentences held out for test")
+    split_seed: int = Field(0, description="the split's own seed, independent of the pipeline seed")
     max_sentences: int | None = Field(None, ge=30, description="a seeded subsample of at most this many sentences")
     on_bad_line: Literal["skip", "fail"] = Field("skip", description="non-UTF-8 / malformed lines: count or stop")
     transfer_packages: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(

@@ -16,9 +16,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from edgekd.artifacts import TorchModel
-from edgekd.config import StageConfig, Strict, added_later
-from edgekd.console import log
+from edgekd.core.artifacts import TorchModel
+from edgekd.core.config import StageConfig, Strict, added_later
+from edgekd.core.console import log
 from edgekd.stages.base import register_stage, require
 from edgekd.text.from_teacher import init_from_teacher_layers
 from edgekd.text.io import load_split, save_text_model
@@ -32,12 +32,14 @@ from edgekd.text.models import (
     param_count,
 )
 from edgekd.text.train import LayerPair, Recipe, distill
-from edgekd.train import seed_everything
+from edgekd.training.loop import seed_everything
 
 
 class TextModelSpec(Strict):
-    name: str = "text_transformer"
-    kwargs: dict = Field(default_factory=dict)
+    name: str = Field("text_transformer", description="text_transformer or text_cnn")
+    kwargs: dict = Field(
+        default_factory=dict, description="keyword arguments for the model (width, layers, heads, ...)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -48,8 +50,10 @@ class TextModelSpec(Strict):
 
 
 class PooledWeights(Strict):
-    cosine: float = Field(1.0, ge=0, le=1e3)
-    mse: float = Field(0.0, ge=0, le=1e3)
+    cosine: float = Field(1.0, ge=0, le=1e3, description="1 - cosine between student and teacher sentence embeddings")
+    mse: float = Field(
+        0.0, ge=0, le=1e3, description="mean squared error between student and teacher sentence embeddings"
+    )
     relational: float = Field(0.0, ge=0, le=1e3, description="match the batch's pairwise cosine similarities")
     rkd: float = Field(0.0, ge=0, le=1e3, description="RKD distance term (edgekd.distill.relational)")
     anchor: float = added_later(
@@ -63,14 +67,18 @@ class PooledWeights(Strict):
 class LayerTerm(Strict):
     kind: Literal["hidden", "attention"]
     student: int = Field(ge=0, description="hidden: 0 = embeddings, i = after layer i; attention: layer index from 0")
-    teacher: int = Field(ge=0)
-    weight: float = Field(1.0, ge=0, le=1e3)
+    teacher: int = Field(ge=0, description="teacher layer index, counted as for the student")
+    weight: float = Field(1.0, ge=0, le=1e3, description="weight of this term in the loss")
 
 
 class TextDistillConfig(StageConfig):
-    student: TextModelSpec = Field(default_factory=TextModelSpec)
-    output: str = Field("student", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    init_embedding: Literal["teacher_pca", "random"] = "teacher_pca"
+    student: TextModelSpec = Field(
+        default_factory=TextModelSpec, description="the student: {name: text_transformer | text_cnn, kwargs}"
+    )
+    output: str = Field("student", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="name of the distilled model")
+    init_embedding: Literal["teacher_pca", "random"] = Field(
+        "teacher_pca", description="the student's token table: the teacher's, reduced by PCA, or random"
+    )
     vocab_rows: int | None = Field(
         None,
         ge=8,
@@ -84,13 +92,17 @@ class TextDistillConfig(StageConfig):
         "the student's ffn by activation importance (edgekd.text.from_teacher); needs the teacher's width and heads; "
         "the table then starts at the teacher's PCA whatever init_embedding says",
     )
-    losses: PooledWeights = Field(default_factory=PooledWeights)
-    layers: list[LayerTerm] = Field(default_factory=list)
-    epochs: int = Field(10, ge=1, le=1000)
-    batch_size: int = Field(64, ge=2, le=8192)
-    lr: float = Field(1e-3, gt=0, le=1)
-    weight_decay: float = Field(0.01, ge=0, le=1)
-    warmup_fraction: float = Field(0.06, ge=0, lt=1)
+    losses: PooledWeights = Field(default_factory=PooledWeights, description="weights of the sentence-embedding losses")
+    layers: list[LayerTerm] = Field(
+        default_factory=list, description="layer-to-layer terms (hidden states or attention maps)"
+    )
+    epochs: int = Field(10, ge=1, le=1000, description="training epochs")
+    batch_size: int = Field(64, ge=2, le=8192, description="sentences per batch")
+    lr: float = Field(1e-3, gt=0, le=1, description="peak learning rate (AdamW)")
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
+    warmup_fraction: float = Field(
+        0.06, ge=0, lt=1, description="share of steps with a linear learning-rate warm-up, then cosine decay"
+    )
     group_by_length: bool = Field(
         True, description="batches of sentences of similar length (less padding, ~2.6x faster on the shipped corpus)"
     )

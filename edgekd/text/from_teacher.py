@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgekd.core.errors import ModelError
 from edgekd.distill.taps import FeatureTaps
-from edgekd.errors import ModelError
 from edgekd.text.models import init_embedding_from_teacher
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.artifacts import Artifact, TorchModel
-from edgekd.fsutil import atomic_path
-from edgekd.safe_npz import check_npz
+from edgekd.core.artifacts import Artifact, TorchModel
+from edgekd.core.fsutil import atomic_path
+from edgekd.core.npzfile import check_npz
 from edgekd.text.models import build_text_model, param_count
 from edgekd.text.train import Split
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.errors import ConfigError, ModelError
-from edgekd.registry import Registry
+from edgekd.core.errors import ConfigError, ModelError
+from edgekd.core.registry import Registry
 from edgekd.text.teacher import l2_normalize, masked_mean
 
 TEXT_MODELS: Registry = Registry("text model")

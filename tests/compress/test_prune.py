@@ -10,8 +10,8 @@ from torch import nn
 
 from edgekd.compress import pruning
 from edgekd.compress.structure import apply_structure, check_rebuild, describe
-from edgekd.config import validate_document
-from edgekd.errors import ConfigError, ModelError
+from edgekd.core.errors import ConfigError, ModelError
+from edgekd.core.loader import validate_document
 from edgekd.models import build_model
 from edgekd.models.stats import count_macs, count_params
 

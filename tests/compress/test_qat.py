@@ -14,17 +14,17 @@ from torch import nn
 pytest.importorskip("litert_torch")
 pytest.importorskip("torchao")
 
-from edgekd.artifacts import TorchModel
 from edgekd.compress import qat
-from edgekd.compress.onnx_inspect import inspect_onnx
 from edgekd.compress.qat_export import qat_onnx, qat_tflite
 from edgekd.compress.structure import describe
-from edgekd.config import validate_document
-from edgekd.convert.tflite_inspect import inspect_tflite
-from edgekd.errors import ConfigError, ModelError
+from edgekd.core.artifacts import TorchModel
+from edgekd.core.errors import ConfigError, ModelError
+from edgekd.core.loader import validate_document
+from edgekd.formats.onnx_inspect import inspect_onnx
+from edgekd.formats.runner import load_runner
+from edgekd.formats.tflite.flatbuffer import inspect_tflite
 from edgekd.models import build_model
 from edgekd.models.io import load_torch_model, save_torch_model
-from edgekd.runtimes import load_runner
 
 SPEC = {"name": "mobilenetv2_student", "kwargs": {"width": 8, "cfg": [[1, 8, 1, 1], [2, 16, 2, 2]], "last": 32}}
 SHAPE = (1, 1, 16, 16)

@@ -14,12 +14,12 @@ from torch import nn
 
 pytest.importorskip("litert_torch")
 
-from edgekd.artifacts import TorchModel
 from edgekd.compress import qat
-from edgekd.compress.onnx_inspect import inspect_onnx
 from edgekd.compress.qat_export import qat_onnx, qat_tflite
-from edgekd.convert.tflite_inspect import inspect_tflite
-from edgekd.errors import ModelError
+from edgekd.core.artifacts import TorchModel
+from edgekd.core.errors import ModelError
+from edgekd.formats.onnx_inspect import inspect_onnx
+from edgekd.formats.tflite.flatbuffer import inspect_tflite
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgekd.convert.image_input import GREY_WEIGHTS, app_facing, file_input  # noqa: E402
-from edgekd.errors import ModelError  # noqa: E402
+from edgekd.core.errors import ModelError  # noqa: E402
+from edgekd.formats.tflite.image_input import GREY_WEIGHTS, app_facing, file_input  # noqa: E402
 
 SHAPE = (1, 1, 6, 5)
 

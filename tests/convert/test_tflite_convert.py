@@ -21,10 +21,10 @@ pytest.importorskip("onnx2tf")
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from edgekd.convert.tflite_inspect import inspect_tflite, weight_dtypes  # noqa: E402
-from edgekd.convert.via_litert_torch import convert_litert_torch  # noqa: E402
-from edgekd.convert.via_onnx2tf import convert_onnx2tf  # noqa: E402
-from edgekd.errors import ModelError  # noqa: E402
+from edgekd.core.errors import ModelError  # noqa: E402
+from edgekd.formats.tflite.flatbuffer import inspect_tflite, weight_dtypes  # noqa: E402
+from edgekd.formats.tflite.via_litert_torch import convert_litert_torch  # noqa: E402
+from edgekd.formats.tflite.via_onnx2tf import convert_onnx2tf  # noqa: E402
 
 SHAPE = (1, 1, 16, 16)
 COMBOS = [("fp32", False), ("fp16", False), ("int8", False), ("int8", True)]

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekd.transports.loopback_sshd import LoopbackSshd, SshdUnavailable
-from edgekd.transports.measure import Settings, Variant
+from edgekd.edge.transports.loopback_sshd import LoopbackSshd, SshdUnavailable
+from edgekd.edge.transports.measure import Settings, Variant
 
 DATA = Path(__file__).parent / "data"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.devices import DeviceProfile, load_profile
-from edgekd.transports.measure import measure_device, measure_devices
+from edgekd.edge.profiles import DeviceProfile, load_profile
+from edgekd.edge.transports.measure import measure_device, measure_devices
 
 HERE = Path(__file__).parent
 FAKE_ADB = HERE / "fake_adb"

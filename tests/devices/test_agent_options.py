@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from edgekd.runtimes import agent_path
+from edgekd.formats.runner import agent_path
 
 
 def _agent(tiny, *extra, data=True):

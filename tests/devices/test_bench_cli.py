@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from edgekd.transports.loopback_sshd import free_port
+from edgekd.edge.transports.loopback_sshd import free_port
 
 
 def edgekd(*args):
@@ -60,8 +60,8 @@ def test_bench_bad_input_is_one_line(tiny, tmp_path):
 
 
 def test_latency_only_bench_ships_no_eval_file_to_local_and_ssh(sshd, tiny, tmp_path, monkeypatch):
-    from edgekd.cli_bench import run_bench
-    from edgekd.transports.base import AgentSession
+    from edgekd.cli.bench import run_bench
+    from edgekd.edge.transports.base import AgentSession
 
     pushed = []
     push = AgentSession.push

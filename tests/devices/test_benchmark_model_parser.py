@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.transports.benchmark_model import BenchmarkModelError, parse_benchmark_model
+from edgekd.edge.transports.benchmark_model import BenchmarkModelError, parse_benchmark_model
 
 DATA = Path(__file__).parent / "data"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgekd.config import validate_document
-from edgekd.devices import DeviceProfile, known_profiles, load_profile
-from edgekd.errors import ConfigError
+from edgekd.core.errors import ConfigError
+from edgekd.core.loader import validate_document
+from edgekd.edge.profiles import DeviceProfile, known_profiles, load_profile
 
 SHIPPED = {"local", "local-no-xnnpack", "raspberry-pi-4", "raspberry-pi-5", "android-arm64"}
 

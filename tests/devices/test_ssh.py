@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekd.devices import load_profile
-from edgekd.transports.base import TransportError
-from edgekd.transports.loopback_sshd import free_port
-from edgekd.transports.measure import measure_device, measure_devices
-from edgekd.transports.ssh import SshTransport
+from edgekd.edge.profiles import load_profile
+from edgekd.edge.transports.base import TransportError
+from edgekd.edge.transports.loopback_sshd import free_port
+from edgekd.edge.transports.measure import measure_device, measure_devices
+from edgekd.edge.transports.ssh import SshTransport
 
 PY = sys.executable  # the "device" is this machine: its Python has numpy and ai-edge-litert
 NASTY = "dir with space 'single' \"double\"; touch pwned"

@@ -11,7 +11,8 @@ import torch
 from _shared import ROOT, tiny_pipeline_doc
 from torch import nn
 
-from edgekd.config import DataConfig, validate_document
+from edgekd.core.config import DataConfig
+from edgekd.core.loader import validate_document
 from edgekd.data import SplitData, build_splits
 from edgekd.distill.env import DistillEnv
 from edgekd.models import build_model

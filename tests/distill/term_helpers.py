@@ -9,12 +9,12 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from edgekd.config import AugmentConfig, DataConfig, TrainConfig
+from edgekd.core.config import AugmentConfig, DataConfig, TrainConfig
 from edgekd.data import build_splits
 from edgekd.distill.base import LOSSES
 from edgekd.distill.objective import DistillModule, Objective
 from edgekd.models import build_model
-from edgekd.train import fit, seed_everything
+from edgekd.training.loop import fit, seed_everything
 
 TINY_TEACHER = {"name": "resnet_teacher", "kwargs": {"widths": [8, 16, 32], "depth": 1}}
 TINY_STUDENT = {"name": "tiny_cnn", "kwargs": {"widths": [4, 8, 8]}}

@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from _shared import tiny_pipeline_doc
 from strategy_helpers import STUDENT_SPEC, assert_one_line_error, edgekd, fresh_keys, tiny_data, tiny_env
 
-from edgekd.config import validate_document
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 from edgekd.data import normalize
 from edgekd.distill import STRATEGIES
 from edgekd.models import build_model
-from edgekd.pipeline import run_pipeline
 
 
 def test_born_again_needs_no_teacher():

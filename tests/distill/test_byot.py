@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from _shared import tiny_pipeline_doc
 from strategy_helpers import STUDENT_SPEC, assert_one_line_error, edgekd, fresh_keys, tiny_env
 
-from edgekd.config import validate_document
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 from edgekd.distill import STRATEGIES
 from edgekd.distill.strategies.byot import BYOTConfig, SelfDistillModule
 from edgekd.models import build_model
-from edgekd.pipeline import run_pipeline
 
 HEADS = ["features.0", "features.2"]  # tiny_cnn: conv-bn-relu blocks at 8x8 and 4x4
 

@@ -10,11 +10,11 @@ from _shared import tiny_pipeline_doc
 from strategy_helpers import ROOT, assert_one_line_error, edgekd, fresh_keys, tiny_data, tiny_env, tiny_teacher
 from torch import nn
 
-from edgekd.config import validate_document
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 from edgekd.data import SplitData
 from edgekd.distill import STRATEGIES
 from edgekd.distill.strategies.data_free import BNStatistics, DataFreeConfig, synthesize_batch, total_variation
-from edgekd.pipeline import run_pipeline
 
 FAST = {"kind": "data_free", "images": 40, "batch_size": 20, "iterations": 3}
 
@@ -132,7 +132,7 @@ def test_teacher_without_batchnorm_is_a_one_line_error_at_validate(write_pipelin
     ],
 )
 def test_options_that_need_real_data_or_several_teachers_are_refused(keys, pattern):
-    from edgekd.errors import ConfigError
+    from edgekd.core.errors import ConfigError
 
     doc = tiny_pipeline_doc()
     doc["stages"].insert(1, {**doc["stages"][0], "name": "teacher2", "output": "teacher2"})

@@ -18,12 +18,12 @@ from term_helpers import (
     train_one_epoch,
 )
 
-from edgekd.config import validate_document
+from edgekd.core.errors import ConfigError
+from edgekd.core.loader import validate_document
 from edgekd.distill.attention import AttentionConfig, AttentionTerm
 from edgekd.distill.base import Batch
 from edgekd.distill.features import FeatureConfig, FeatureTerm, to_map
 from edgekd.distill.structural import FSPConfig, FSPTerm
-from edgekd.errors import ConfigError
 
 
 def _batch(s: dict, t: dict, weight=None) -> Batch:

@@ -17,9 +17,9 @@ from term_helpers import (
     train_one_epoch,
 )
 
-from edgekd.config import validate_document
+from edgekd.core.errors import ConfigError
+from edgekd.core.loader import validate_document
 from edgekd.distill.heterogeneous import ofa_loss
-from edgekd.errors import ConfigError
 
 
 def test_ofa_loss_equals_hand_computation():

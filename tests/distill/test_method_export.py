@@ -13,9 +13,9 @@ import torch
 from _shared import tiny_pipeline_doc
 from methods_catalog import METHODS
 
-from edgekd.config import validate_document
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 from edgekd.models import build_model
-from edgekd.pipeline import run_pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ import torch
 from _shared import tiny_pipeline_doc
 from strategy_helpers import STUDENT_SPEC, TEACHER_SPEC, assert_one_line_error, edgekd, fresh_keys, tiny_env
 
-from edgekd.config import validate_document
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 from edgekd.distill import STRATEGIES
 from edgekd.distill.strategies.online import Cohort, mutual_loss
 from edgekd.models import build_model
-from edgekd.pipeline import run_pipeline
 
 
 def _kl(p: list[float], q: list[float]) -> float:

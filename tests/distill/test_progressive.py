@@ -15,9 +15,9 @@ from _shared import tiny_pipeline_doc
 from methods_catalog import ASSISTANT
 from strategy_helpers import assert_one_line_error, edgekd, fresh_keys
 
-from edgekd.config import validate_document
-from edgekd.errors import ConfigError
-from edgekd.pipeline import run_pipeline
+from edgekd.core.errors import ConfigError
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 
 
 def progressive_doc() -> dict:

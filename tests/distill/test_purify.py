@@ -16,7 +16,7 @@ from term_helpers import (
     train_one_epoch,
 )
 
-from edgekd.artifacts import Benchmark, TorchModel
+from edgekd.core.artifacts import Benchmark, TorchModel
 from edgekd.distill.base import Batch
 from edgekd.distill.describe import method_line, method_summary
 from edgekd.distill.losses import hinton_loss, soft_target_loss
@@ -72,7 +72,7 @@ def test_signal_sets_sample_weight_and_counts_the_training_split():
     x, y = data.arrays["train"]
     cfg = PurifyConfig(mode="drop", when="wrong_or_unconfident", min_confidence=0.5)
     summary = TeacherSignal(2.0, purify=cfg).summary([teacher], x, y, data.mean, data.std, "cpu")["purification"]
-    from edgekd.train import predict_logits
+    from edgekd.training.loop import predict_logits
 
     logits = predict_logits(teacher, x, data.mean, data.std)
     wrong = int((logits.argmax(1) != torch.from_numpy(y)).sum())

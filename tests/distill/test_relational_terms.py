@@ -9,10 +9,10 @@ import torch
 from _shared import tiny_pipeline_doc
 from term_helpers import TINY_STUDENT, assert_gradients, make_module, state_keys_unchanged, train_one_epoch
 
-from edgekd.config import validate_document
+from edgekd.core.errors import ConfigError
+from edgekd.core.loader import validate_document
 from edgekd.distill.base import Batch
 from edgekd.distill.relational import RKDConfig, RKDTerm, rkd_angle, rkd_distance
-from edgekd.errors import ConfigError
 
 
 def huber(a: float, b: float) -> float:

@@ -7,16 +7,17 @@ import pytest
 import torch
 from _shared import tiny_pipeline_doc
 
-from edgekd.config import AugmentConfig, DataConfig, TrainConfig, validate_document
+from edgekd.core.config import AugmentConfig, DataConfig, TrainConfig
+from edgekd.core.errors import ConfigError
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 from edgekd.data import build_splits, normalize
 from edgekd.data.dataset import draw_augment, warp
 from edgekd.distill.objective import DistillModule, Objective
 from edgekd.distill.teacher_cache import TeacherCache, TeacherCacheConfig, cache_for, views_of
-from edgekd.errors import ConfigError
 from edgekd.models import build_model
 from edgekd.models.zoo import TinyCNN
-from edgekd.pipeline import run_pipeline
-from edgekd.train import fit
+from edgekd.training.loop import fit
 
 AUG = AugmentConfig(max_shift=1, max_rotate_deg=10)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from edgekd.core.errors import ModelError
 from edgekd.distill.taps import FeatureTaps
-from edgekd.errors import ModelError
 from edgekd.models import build_model
 
 TINY = {"patch": 2, "dim": 8, "depth": 2, "heads": 2}
@@ -44,7 +44,7 @@ def test_vit_bad_kwargs_are_one_line_model_errors():
 def test_vit_exports_to_onnx(tmp_path, exporter):
     import onnxruntime as ort
 
-    from edgekd.stages.export_onnx import export_onnx
+    from edgekd.formats.onnx import export_onnx
 
     torch.manual_seed(0)
     m = build_model({"name": "vit_tiny", "kwargs": {**TINY, "pool": "cls"}}, 1, 10).eval()
@@ -61,8 +61,8 @@ def test_default_vit_converts_to_every_tflite_precision_and_onnx_int8(tmp_path):
     import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgekd.convert.via_litert_torch import convert_litert_torch
-    from edgekd.stages.export_onnx import export_onnx, onnx_precision, quantize_int8
+    from edgekd.formats.onnx import export_onnx, onnx_precision, quantize_int8
+    from edgekd.formats.tflite.via_litert_torch import convert_litert_torch
 
     torch.manual_seed(0)
     m = build_model({"name": "vit_tiny"}, 1, 10).eval()

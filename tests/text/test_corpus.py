@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgekd.errors import DataError
+from edgekd.core.errors import DataError
 from edgekd.text.corpus import (
     build_corpus,
     docstring_sentences,

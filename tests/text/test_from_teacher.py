@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.errors import ModelError
+from edgekd.core.errors import ModelError
 from edgekd.text.metrics import similarity_spearman
 from edgekd.text.models import build_text_model, kept_tokens
 from edgekd.text.train import Split

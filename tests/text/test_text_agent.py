@@ -11,8 +11,8 @@ import pytest
 import torch
 from _shared import ROOT
 
-from edgekd.errors import ModelError
-from edgekd.runtimes import load_runner
+from edgekd.core.errors import ModelError
+from edgekd.formats.runner import load_runner
 from edgekd.text.export import attach_text_metadata, check_model_vocab, export_onnx_text, text_metadata
 from edgekd.text.models import build_text_model
 
@@ -38,7 +38,7 @@ def tiny_onnx(tmp_path_factory):
 
 def test_runner_embeds_like_pytorch_and_counts_truncation(tiny_onnx):
     model, path, md = tiny_onnx
-    from edgekd.metadata import read_metadata
+    from edgekd.formats.metadata import read_metadata
 
     assert read_metadata(path)["vocab"] == VOCAB  # the file carries its vocabulary
     runner = load_runner(path, md)
@@ -88,7 +88,7 @@ def test_wrong_vocabulary_is_one_line_error(tiny_onnx, tmp_path):
     _, path, md = tiny_onnx
     with pytest.raises(ModelError, match="vocabulary has 3 tokens but the model expects"):
         check_model_vocab(md, ["a", "b", "c"])
-    from edgekd.runtimes import agent
+    from edgekd.formats.runner import agent
 
     with pytest.raises(agent().AgentError, match="vocabulary has 5 tokens"):
         load_runner(path, {**md, "vocab": VOCAB[:5]})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.runtimes import agent
+from edgekd.formats.runner import agent
 from edgekd.text.export import convert_tflite_text, export_onnx_text, outlier_linears, quantize_onnx_text
 from edgekd.text.models import build_text_model
 

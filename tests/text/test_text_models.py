@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.errors import ConfigError, ModelError
+from edgekd.core.errors import ConfigError, ModelError
 from edgekd.text.losses import POOLED, anchor_loss, attention_loss, hidden_loss, neighbor_loss, second_moment
 from edgekd.text.metrics import embedding_metrics, linear_probe, similarity_spearman, topk_overlap
 from edgekd.text.models import TEXT_MODELS, build_text_model, init_embedding_from_teacher, kept_tokens, param_count
@@ -42,7 +42,7 @@ def test_student_embedding_is_unit_and_ignores_padding(name):
 def test_pipeline_students_fit_the_one_sixth_budget():
     from _shared import ROOT
 
-    from edgekd.config import load_pipeline
+    from edgekd.core.loader import load_pipeline
 
     teacher_params = 22_565_376  # all-MiniLM-L6-v2 without the unused pooler
     stages = [s for s in load_pipeline(ROOT / "pipelines" / "text_embedding.yaml").stages if s.stage == "text_distill"]

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from edgekd.config import key_dump, validate_document
-from edgekd.errors import EdgekdError, ModelError
-from edgekd.pipeline import run_pipeline
+from edgekd.core.config import key_dump
+from edgekd.core.errors import EdgekdError, ModelError
+from edgekd.core.loader import validate_document
+from edgekd.core.pipeline import run_pipeline
 from edgekd.text.teacher import check_vocab, teacher_dir
 
 SUBJECTS = [
@@ -76,7 +77,7 @@ def test_vocabulary_not_matching_the_model_is_one_line():
 def test_shipped_text_pipeline_validates_with_students_under_budget():
     from _shared import ROOT
 
-    from edgekd.config import load_pipeline
+    from edgekd.core.loader import load_pipeline
 
     cfg = load_pipeline(ROOT / "pipelines" / "text_embedding.yaml")
     assert cfg.data.source == "none"

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from edgekd.config import Strict
-from edgekd.registry import Registry
+from edgekd.core.config import Strict
+from edgekd.core.registry import Registry
 
 if TYPE_CHECKING:
     from edgekd.distill.env import DistillEnv

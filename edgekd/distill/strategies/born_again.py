@@ -33,8 +33,8 @@ def _check(scfg: BornAgainConfig, cfg, pipeline) -> list[str]:
     names = list(dict.fromkeys(n for t in cfg.losses for n in LOSSES.get(t.kind).term_cls(t).teacher_layers()))
     if not names:
         return []
-    classes = len(pipeline.data.labels) if pipeline.data.labels else 10
-    model = build_model(cfg.student.as_dict(), pipeline.data.channels or 1, classes)
+    channels, classes = pipeline.data.model_io()
+    model = build_model(cfg.student.as_dict(), channels, classes)
     return check_layers(model, names, "the previous generation (the student's architecture)")
 
 

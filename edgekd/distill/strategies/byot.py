@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from edgekd.core.errors import ConfigError
 from edgekd.distill.losses import soft_target_loss
 from edgekd.distill.strategies.base import StrategyConfig, StrategyResult, register_strategy
 from edgekd.distill.taps import FeatureTaps
-from edgekd.errors import ConfigError
 
 
 class BYOTConfig(StrategyConfig):
@@ -135,8 +135,8 @@ def _check(scfg: BYOTConfig, cfg, pipeline) -> list[str]:
     from edgekd.distill.taps import check_layers
     from edgekd.models import build_model
 
-    classes = len(pipeline.data.labels) if pipeline.data.labels else 10
-    student = build_model(cfg.student.as_dict(), pipeline.data.channels or 1, classes)
+    channels, classes = pipeline.data.model_io()
+    student = build_model(cfg.student.as_dict(), channels, classes)
     errors = check_layers(student, scfg.heads, "the student")
     if classifier_of(student) is None:
         errors.append("strategy 'byot' needs a student whose classifier is a Linear layer (none found)")

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from edgekd.core.errors import ConfigError
 from edgekd.distill.strategies.base import StrategyConfig, StrategyResult, register_strategy
-from edgekd.errors import ConfigError
 
 
 class DataFreeConfig(StrategyConfig):
@@ -145,7 +145,7 @@ def _load_progress(path) -> dict | None:
 
 
 def _save_progress(path, state: dict) -> None:
-    from edgekd.fsutil import atomic_write_bytes
+    from edgekd.core.fsutil import atomic_write_bytes
 
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -165,7 +165,7 @@ def synthesize(teacher: nn.Module, env, scfg: DataFreeConfig) -> tuple[torch.Ten
     state = _load_progress(ckpt) or {"x": [], "y": [], "parts": [], "seconds": 0.0}
     t0 = time.perf_counter() - state["seconds"]
     n_batches = math.ceil(scfg.images / scfg.batch_size)
-    from edgekd import console
+    from edgekd.core import console
 
     with console.progress() as bar:
         task = bar.add_task("data-free synthesis", total=n_batches, completed=len(state["x"]), info="", unit="batch")
@@ -236,9 +236,8 @@ def save_preview(path, pixels: np.ndarray, per_row: int = 10, rows: int = 10) ->
 def _check(scfg: DataFreeConfig, cfg, pipeline) -> list[str]:
     """One teacher, with BatchNorm layers (their running statistics are the only data DeepInversion has), and no
     option that would read the real training split (the teacher cache fills from it; purification summarises it)."""
-    from edgekd.errors import EdgekdError
+    from edgekd.core.errors import EdgekdError
     from edgekd.models import build_model
-    from edgekd.stages.distill import spec_of_artifact
 
     if len(cfg.teachers) != 1:
         return [f"strategy 'data_free' inverts one teacher: give exactly one in 'teachers' (got {len(cfg.teachers)})"]
@@ -255,12 +254,12 @@ def _check(scfg: DataFreeConfig, cfg, pipeline) -> list[str]:
             f"strategy 'data_free' never reads the real training split, which {' and '.join(real)} would: remove it"
         ]
     name = cfg.teachers[0]
-    spec = spec_of_artifact(pipeline, name, cfg)
+    spec = pipeline.spec_of(name, cfg)
     if spec is None:
         return []
-    classes = len(pipeline.data.labels) if pipeline.data.labels else 10
+    channels, classes = pipeline.data.model_io()
     try:
-        model = build_model(spec, pipeline.data.channels or 1, classes)
+        model = build_model(spec, channels, classes)
     except EdgekdError:
         return []  # the teacher stage reports its own model error
     return [] if batchnorm_layers(model) else [_no_bn_message(name, spec.get("name") or spec.get("import"))]

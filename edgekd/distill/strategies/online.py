@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from edgekd.config import ModelSpec
+from edgekd.core.config import ModelSpec
 from edgekd.distill.losses import soft_target_loss
 from edgekd.distill.strategies.base import StrategyConfig, StrategyResult, register_strategy
 
@@ -83,7 +83,7 @@ def _check(scfg: OnlineConfig, cfg, pipeline) -> list[str]:
 
 @register_strategy("online", OnlineConfig, needs_teacher=False, check=_check)
 def run_online(scfg: OnlineConfig, env) -> StrategyResult:
-    from edgekd.train import accuracy
+    from edgekd.training.loop import accuracy
 
     cfg = env.cfg
     student = env.new_student()

@@ -1,0 +1,115 @@
+"""Reading a pipeline: YAML -> overrides -> each stage's typed config, found through the stage registry (so adding
+a stage never touches this file) -> each stage's own checks. Every error is reported together, at its YAML line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from edgekd.core.config import (
+    PipelineConfig,
+)
+from edgekd.core.errors import ConfigError, EdgekdError
+from edgekd.core.validation import (
+    Override,
+    _errors_from,
+    _line_of,
+    apply_overrides,
+    load_yaml,
+)
+
+
+def validate_document(
+    doc: Any, root: yaml.Node | None = None, where: str = "<pipeline>", overrides: list[Override] | None = None
+) -> PipelineConfig:
+    """Validate a parsed pipeline document; every error found is reported together in one ConfigError (``problems``:
+    one line each). ``overrides`` (from :func:`apply_overrides`) make errors they caused name the ``--set``."""
+    from edgekd.stages import STAGES
+
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: a pipeline must be a YAML mapping with a 'stages' list")
+    errors: list[str] = []
+    try:
+        cfg = PipelineConfig.model_validate({**doc, "stages": doc.get("stages") or []})
+    except ValidationError as exc:
+        errors += _errors_from(exc, (), root, where, PipelineConfig, overrides, doc)
+        cfg = None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply") from None
+    stages = []
+    raw_stages = doc.get("stages") if isinstance(doc.get("stages"), list) else []
+    for i, raw in enumerate(raw_stages):
+        if not isinstance(raw, dict) or "stage" not in raw:
+            errors.append(
+                f"{where}:{_line_of(root, ('stages', i))}: stages[{i}]: each stage needs a 'stage' key "
+                f"(one of: {', '.join(STAGES.names())})"
+            )
+            continue
+        if not isinstance(raw["stage"], str) or raw["stage"] not in STAGES:
+            errors.append(
+                f"{where}:{_line_of(root, ('stages', i, 'stage'))}: stages[{i}].stage: "
+                + STAGES.unknown_message(str(raw["stage"]))
+            )
+            continue
+        try:
+            stages.append(STAGES.get(raw["stage"]).config_cls.model_validate(raw))
+        except ValidationError as exc:
+            cls = STAGES.get(raw["stage"]).config_cls
+            errors += _errors_from(exc, ("stages", i), root, where, cls, overrides, doc)
+        except RecursionError:
+            raise ConfigError(f"{where}: YAML nested too deeply") from None
+    ids = [s.id for s in stages]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        errors.append(f"{where}: stages: names must be unique (give 'name:' to repeated stages): {', '.join(dupes)}")
+    if not errors and cfg is not None:
+        cfg.stages = stages
+        errors += _stage_checks(cfg, root, where)
+    if errors:
+        raise ConfigError(errors[0]) if len(errors) == 1 else ConfigError(f"{len(errors)} errors in {where}:", errors)
+    assert cfg is not None
+    return cfg
+
+
+def _stage_checks(cfg: PipelineConfig, root, where: str) -> list[str]:
+    """Each enabled stage's ``check`` (models built, traced, dry-run), one thread: batch-1 forwards of tiny models
+    gain nothing from more, and on a busy machine spare threads only wait for cores (3x slower validate)."""
+    import torch
+
+    from edgekd.core.console import step
+    from edgekd.stages import STAGES
+
+    errors: list[str] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for i, st in enumerate(cfg.stages):
+            check = STAGES.get(st.stage).check
+            if check is None or not st.enabled:
+                continue
+            with step(f"checking stage '{st.id}'"):
+                try:
+                    found = check(st, cfg)
+                except EdgekdError as exc:
+                    found = [str(exc)]
+            errors += [f"{where}:{_line_of(root, ('stages', i))}: stages[{i}] ({st.id}): {m}" for m in found]
+    finally:
+        torch.set_num_threads(threads)
+    return errors
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read, override and validate a pipeline YAML file."""
+    path = Path(path)
+    doc, root = load_yaml(path)
+    if overrides:
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{path}: a pipeline must be a YAML mapping")
+        landed: list[Override] = []
+        doc = apply_overrides(doc, overrides, landed)
+        return validate_document(doc, root, str(path), landed)
+    return validate_document(doc, root, str(path))

@@ -1,0 +1,1 @@
+"""Training: the one supervised/distillation loop and the multi-process launcher."""
