@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("EDGEKD_QUIET", "1")
 
-from edgekd.core.config import load_pipeline  # noqa: E402
+from edgekd.core.loader import load_pipeline  # noqa: E402
 from edgekd.core.pipeline import run_pipeline  # noqa: E402
 from edgekd.data import SplitData  # noqa: E402
 from edgekd.models.io import load_torch_model  # noqa: E402

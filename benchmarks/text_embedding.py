@@ -5,7 +5,7 @@
 
 Per seed: one run of pipelines/text_embedding.yaml (``--set seed=N``; a kept run directory reuses its cached stages,
 the corpus and the teacher's embeddings are seed-independent). Every number printed comes from that run's
-text_benchmark stage: the device agent (devices/agent.py, on this machine) tokenises the test sentences with
+benchmark stage (text form): the device agent (devices/agent.py, on this machine) tokenises the test sentences with
 devices/wordpiece.py, times batch-1 calls at the fixed sequence length (1 thread) and returns embeddings, which are
 compared with the teacher's PyTorch embeddings (mean cosine, Spearman of the pairwise cosine similarities, top-10
 neighbour overlap, 5-fold linear-probe accuracy on module categories). Speed-ups are against the teacher's ONNX fp32
@@ -13,7 +13,7 @@ file in onnxruntime on the same machine, same thread count and sequence length. 
 
 Targets (issue 9): the int8 TFLite student with <= 1/6 of the teacher's parameters reaches Spearman >= 0.90, top-10
 overlap >= 70 % and >= 5x lower latency than the teacher in onnxruntime fp32. The verdict names the precision the
-file holds: "mixed" when text_export kept outlier layers float (float_outlier_ratio).
+file holds: "mixed" when convert_tflite kept outlier layers float (float_outlier_ratio).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ FIGS = ["spearman", "top10_overlap", "mean_cosine", "probe_accuracy", "speedup_v
 def run_pipeline(out: Path, seed: int) -> dict:
     cmd = [sys.executable, "-m", "edgekd", "run", str(PIPELINE), "-o", str(out), "--set", f"seed={seed}"]
     subprocess.run(cmd, check=True, env={**os.environ, "EDGEKD_QUIET": "1"})
-    return json.loads(next(out.glob("*_text_benchmark/benchmark.json")).read_text())
+    return json.loads(next(out.glob("*_benchmark/benchmark.json")).read_text())
 
 
 def fmt(values: list[float], spec: str = "{:.3f}") -> str:

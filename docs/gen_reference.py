@@ -93,7 +93,7 @@ def _section(title: str, model: type[BaseModel], intro: str = "", skip: set[str]
 
 
 def yaml_reference() -> str:
-    from edgekd.core.config import PipelineConfig, StageConfig
+    from edgekd.core.config import DATA_CONFIGS, IMAGE, PipelineConfig, StageConfig
     from edgekd.distill.base import LOSSES
     from edgekd.distill.strategies.base import STRATEGIES
     from edgekd.stages import STAGES
@@ -123,11 +123,18 @@ def yaml_reference() -> str:
     ]
     common = set(StageConfig.model_fields)
     for name in STAGES.names():
-        stage = STAGES.get(name)
-        doc = (stage.doc or "").strip().splitlines()[0] if stage.doc else ""
-        text, nested = _section(f"`stage: {name}`", stage.config_cls, doc, skip=common)
+        for task, stage in STAGES.get(name).forms.items():
+            doc = (stage.doc or "").strip().splitlines()[0] if stage.doc else ""
+            title = f"`stage: {name}`" + ("" if task == IMAGE else f" (task: {task})")
+            text, nested = _section(title, stage.config_cls, doc, skip=common)
+            out.append(text)
+            seen.add(stage.config_cls)
+            pending += nested
+    out += ["## The data block of each task", ""]
+    for task, kind in DATA_CONFIGS.items():
+        text, nested = _section(f"`data:` (task: {task})", kind, (kind.__doc__ or "").strip().replace("\n", " "))
         out.append(text)
-        seen.add(stage.config_cls)
+        seen.add(kind)
         pending += nested
     out += ["## Distillation loss terms", "", "Entries of a distill stage's `terms` list, chosen by `kind`.", ""]
     for kind in LOSSES.names():

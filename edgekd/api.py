@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.core.artifacts import Artifact
-from edgekd.core.config import PipelineConfig
+from edgekd.core.config import IMAGE, PipelineConfig
 from edgekd.core.errors import ConfigError, EdgekdError, StageError
 
 
@@ -78,7 +78,7 @@ def run_stage(
 
     from edgekd.stages import STAGES, StageContext
 
-    spec = STAGES.get(stage)
+    spec = STAGES.get(stage).form(pipeline.task if pipeline else IMAGE)
     try:
         cfg = spec.config_cls.model_validate({**(config or {}), "stage": stage})
     except ValidationError as exc:

@@ -218,8 +218,9 @@ def evil_pkg(tmp_path, monkeypatch):
 def _text_doc(tmp_path: Path, packages: list[str]) -> dict:
     lines = [f"Sentence number {i} is about the quick brown fox and its friends." for i in range(60)]
     (tmp_path / "s.txt").write_text("\n".join(lines) + "\n")
-    stage = {"stage": "text_data", "source": "file", "path": "s.txt", "transfer_packages": packages}
-    return {"name": "t", "data": {"source": "none"}, "stages": [stage]}
+    data = {"source": "file", "path": "s.txt", "transfer_packages": packages}
+    # only the data stage runs: the text teacher is there (a pipeline has stages) but switched off
+    return {"name": "t", "task": "text-embedding", "data": data, "stages": [{"stage": "teacher", "enabled": False}]}
 
 
 def test_dotted_transfer_package_is_refused_before_anything_imports(evil_pkg, tmp_path):

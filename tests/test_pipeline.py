@@ -109,7 +109,7 @@ def test_cache_key_depends_on_config_inputs_and_seed(tiny_doc):
     from edgekd.stages import STAGES
 
     cfg = validate_document(tiny_doc)
-    stage, scfg = STAGES.get("distill"), cfg.stages[1]
+    stage, scfg = STAGES.get("distill").form(cfg.task), cfg.stages[1]
     inputs = {"teacher": Artifact("teacher", "x", {}, "aa")}
     k = cache_key(stage, scfg, cfg, inputs)
     assert k == cache_key(stage, scfg, cfg, inputs)
@@ -118,9 +118,11 @@ def test_cache_key_depends_on_config_inputs_and_seed(tiny_doc):
     assert k != cache_key(stage, scfg, cfg.model_copy(update={"seed": 5}), inputs)
     assert k == cache_key(stage, scfg.model_copy(update={"enabled": False}), cfg, inputs)
     # stages whose outputs cannot depend on the seed share one cache entry across seeds
-    teacher_stage = STAGES.get("text_teacher")
-    assert not teacher_stage.seeded and not STAGES.get("text_data").seeded and stage.seeded
-    tcfg = teacher_stage.config_cls(stage="text_teacher")
+    from edgekd.stages import DATA_STAGES
+
+    teacher_stage = STAGES.get("teacher").form("text-embedding")
+    assert not teacher_stage.seeded and not DATA_STAGES["text-embedding"].seeded and stage.seeded
+    tcfg = teacher_stage.config_cls(stage="teacher")
     t = cache_key(teacher_stage, tcfg, cfg, inputs)
     assert t == cache_key(teacher_stage, tcfg, cfg.model_copy(update={"seed": 5}), inputs)
 

@@ -2,10 +2,10 @@
 
     python benchmarks/experiments/text_batching.py runs/text_embedding/seed0   # a run of pipelines/text_embedding.yaml
 
-Reads the run's cached training tokens (``01_text_teacher/tokens.npz``), builds the shipped Transformer student
+Reads the run's cached training tokens (``01_teacher/tokens.npz``), builds the shipped Transformer student
 (``distill_transformer`` in pipelines/text_embedding.yaml, trimmed table) and times ``--steps`` training steps
 (the pipeline's pooled loss terms, AdamW, 1 thread) on batches from ``edgekd.text.train.batches`` with ``group``
-off and on, the same batches the ``text_distill`` stage draws. Run it on a quiet machine: the ratio is measured in
+off and on, the same batches the text ``distill`` stage draws. Run it on a quiet machine: the ratio is measured in
 one run.
 """
 
@@ -33,9 +33,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    tokens = next(args.run.glob("*_text_teacher/tokens.npz"), None)
+    tokens = next(args.run.glob("*_teacher/tokens.npz"), None)
     if tokens is None:
-        raise SystemExit(f"{args.run}: no *_text_teacher/tokens.npz (run pipelines/text_embedding.yaml there first)")
+        raise SystemExit(f"{args.run}: no *_teacher/tokens.npz (run pipelines/text_embedding.yaml there first)")
     with np.load(tokens) as z:
         ids, mask, teacher = z["ids_train"], z["mask_train"], z["teacher_train"]
     stages = yaml.safe_load((ROOT / "pipelines" / "text_embedding.yaml").read_text())["stages"]

@@ -6,7 +6,7 @@ edgekd.core.loader, turning pydantic errors into YAML-line messages is edgekd.co
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -108,8 +108,36 @@ class AugmentConfig(Strict):
     max_rotate_deg: float = Field(10.0, ge=0, le=180, description="largest random rotation, degrees")
 
 
+class TextDataConfig(Strict):
+    """The text-embedding task's data block: real English sentences, split train/val/test by a seeded hash
+    (edgekd.text.corpus)."""
+
+    source: Literal["stdlib", "file"] = Field(
+        "stdlib", description="stdlib (sentences from Python's own documentation) or file (one sentence per line)"
+    )
+    path: str | None = Field(None, description="source: file — a .txt (one sentence per line) or .jsonl file")
+    val_fraction: float = Field(
+        0.1, gt=0, lt=0.5, description="share of sentences held out for validation (seeded hash split)"
+    )
+    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="share of sentences held out for test")
+    split_seed: int = Field(0, description="the split's own seed, independent of the pipeline seed")
+    max_sentences: int | None = Field(None, ge=30, description="a seeded subsample of at most this many sentences")
+    on_bad_line: Literal["skip", "fail"] = Field("skip", description="non-UTF-8 / malformed lines: count or stop")
+    transfer_packages: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list,
+        description="installed top-level packages whose docstrings are added to the training split only (read from "
+        "their files, never imported)",
+    )
+
+    @model_validator(mode="after")
+    def _path(self) -> TextDataConfig:
+        if self.source == "file" and not self.path:
+            raise ValueError("text source 'file' needs 'path' (a .txt or .jsonl file)")
+        return self
+
+
 class DataConfig(Strict):
-    # none: no image data stage; the pipeline's own stages bring their data (text pipelines: text_data)
+    # none: no data stage; the pipeline's own stages bring their inputs
     source: Literal["digits", "folder", "npz", "none"] = Field(
         "digits", description="digits (bundled, 1,797 real 8x8 images), folder (path/<class>/<image>) or npz"
     )
@@ -187,8 +215,16 @@ class TrackingConfig(Strict):
     experiment: str | None = Field(None, description="mlflow experiment name; default: the pipeline name")
 
 
+IMAGE, TEXT = "image-classification", "text-embedding"
+TASKS = (IMAGE, TEXT)
+DATA_CONFIGS: dict[str, type[Strict]] = {IMAGE: DataConfig, TEXT: TextDataConfig}
+
+
 class PipelineConfig(Strict):
     name: str = Field("pipeline", pattern=SAFE_NAME, description="names the run folder: runs/<name>")
+    task: Literal["image-classification", "text-embedding"] = Field(
+        IMAGE, description="what the models do; picks the data block's keys and each stage's form"
+    )
     seed: int = Field(
         0, ge=0, le=2**31 - 1, description="seeds weight init, batch order, augmentation and calibration picks"
     )
@@ -196,11 +232,31 @@ class PipelineConfig(Strict):
     device: Literal["cpu", "cuda", "auto"] = Field(
         "cpu", description="where training runs: cpu, cuda, or auto (CUDA when present)"
     )
-    data: DataConfig = Field(default_factory=DataConfig, description="the image data set every image stage reads")
+    data: DataConfig | TextDataConfig = Field(
+        default_factory=DataConfig,
+        description="the data every stage reads: an image data set (task image-classification) or sentences "
+        "(text-embedding); the keys follow the task",
+    )
     tracking: TrackingConfig = Field(
         default_factory=TrackingConfig, description="experiment tracking (MLflow / TensorBoard), off by default"
     )
     stages: list[Any] = Field(min_length=1, description="the stages, run in the order written")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_of_task(cls, doc: Any) -> Any:
+        """The data block is read with the task's class (the loader does the same, with errors at their line)."""
+        if isinstance(doc, dict) and isinstance(doc.get("data"), dict):
+            kind = DATA_CONFIGS.get(doc.get("task", IMAGE))
+            if kind is not None:
+                doc = {**doc, "data": kind.model_validate(doc["data"])}
+        return doc
+
+    @model_validator(mode="after")
+    def _data_fits_task(self) -> PipelineConfig:
+        if not isinstance(self.data, DATA_CONFIGS[self.task]):
+            raise ValueError(f"task '{self.task}' needs a {DATA_CONFIGS[self.task].__name__} data block")
+        return self
 
     def stage(self, stage_id: str) -> StageConfig | None:
         return next((s for s in self.stages if s.id == stage_id), None)

@@ -10,9 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from edgekd.core.config import (
-    PipelineConfig,
-)
+from edgekd.core.config import DATA_CONFIGS, IMAGE, TASKS, PipelineConfig
 from edgekd.core.errors import ConfigError, EdgekdError
 from edgekd.core.validation import (
     Override,
@@ -33,13 +31,23 @@ def validate_document(
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: a pipeline must be a YAML mapping with a 'stages' list")
     errors: list[str] = []
+    task = doc.get("task", IMAGE) if doc.get("task", IMAGE) in TASKS else IMAGE  # a bad task is reported below
+    body = {**doc, "stages": doc.get("stages") or []}
     try:
-        cfg = PipelineConfig.model_validate({**doc, "stages": doc.get("stages") or []})
+        if isinstance(doc.get("data"), dict):  # the data block's keys follow the task: its errors at their line
+            try:
+                body["data"] = DATA_CONFIGS[task].model_validate(doc["data"])
+            except ValidationError as exc:
+                errors += _errors_from(exc, ("data",), root, where, DATA_CONFIGS[task], overrides, doc)
+                body["data"] = DATA_CONFIGS[task].model_construct()  # reported above: the rest is still checked
+        cfg = PipelineConfig.model_validate(body)
     except ValidationError as exc:
         errors += _errors_from(exc, (), root, where, PipelineConfig, overrides, doc)
         cfg = None
     except RecursionError:
         raise ConfigError(f"{where}: YAML nested too deeply") from None
+    if errors:
+        cfg = None
     stages = []
     raw_stages = doc.get("stages") if isinstance(doc.get("stages"), list) else []
     for i, raw in enumerate(raw_stages):
@@ -56,9 +64,13 @@ def validate_document(
             )
             continue
         try:
-            stages.append(STAGES.get(raw["stage"]).config_cls.model_validate(raw))
+            cls = STAGES.get(raw["stage"]).form(task).config_cls
+        except ConfigError as exc:
+            errors.append(f"{where}:{_line_of(root, ('stages', i, 'stage'))}: stages[{i}].stage: {exc}")
+            continue
+        try:
+            stages.append(cls.model_validate(raw))
         except ValidationError as exc:
-            cls = STAGES.get(raw["stage"]).config_cls
             errors += _errors_from(exc, ("stages", i), root, where, cls, overrides, doc)
         except RecursionError:
             raise ConfigError(f"{where}: YAML nested too deeply") from None
@@ -88,7 +100,7 @@ def _stage_checks(cfg: PipelineConfig, root, where: str) -> list[str]:
     torch.set_num_threads(1)
     try:
         for i, st in enumerate(cfg.stages):
-            check = STAGES.get(st.stage).check
+            check = STAGES.get(st.stage).form(cfg.task).check
             if check is None or not st.enabled:
                 continue
             with step(f"checking stage '{st.id}'"):

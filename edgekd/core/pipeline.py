@@ -31,7 +31,7 @@ from edgekd.core.errors import EdgekdError, Interrupted, StageError
 from edgekd.core.fsutil import atomic_write_json, ensure_free_space, json_sha256
 from edgekd.core.tracking import RunTracking, Tracker, track_run
 from edgekd.core.versions import library_versions
-from edgekd.stages import DATA_STAGE, STAGES
+from edgekd.stages import DATA_STAGES, STAGES
 from edgekd.stages.base import Stage, StageContext
 from edgekd.training import distributed
 
@@ -294,10 +294,11 @@ def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, fo
         _main_only_tracking(pipeline, run_dir) as tracking,
         _main_only_log(run_dir, pipeline),
     ):
-        plan = []  # source 'none': no image data stage (text pipelines bring their own, text_data)
-        if pipeline.data.source != "none":
-            plan.append((DATA_STAGE, DATA_STAGE.config_cls(stage="data", **pipeline.data.model_dump())))
-        plan += [(STAGES.get(c.stage), c) for c in pipeline.stages]
+        plan = []  # image data source 'none': no data stage (a pipeline whose stages bring their own inputs)
+        if getattr(pipeline.data, "source", None) != "none":
+            data_stage = DATA_STAGES[pipeline.task]
+            plan.append((data_stage, data_stage.config_cls(stage="data", **pipeline.data.model_dump())))
+        plan += [(STAGES.get(c.stage).form(pipeline.task), c) for c in pipeline.stages]
         for idx, (stage, cfg) in enumerate(plan):
             if not cfg.enabled:
                 results.append(StageResult(cfg.id, stage.name, "disabled"))

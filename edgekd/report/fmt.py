@@ -28,8 +28,41 @@ COLUMNS: tuple[str, ...] = (
     "Peak RSS MB",
 )
 
+# The text-embedding task's rows: embeddings judged against the teacher's (edgekd.text.metrics) instead of labels.
+TEXT_COLUMNS: tuple[str, ...] = (
+    "Variant",
+    "Format",
+    "Precision",
+    "Status",
+    "Size (KB)",
+    "Params",
+    "Cosine",
+    "Spearman",
+    "Top-k overlap",
+    "Probe acc %",
+    "× teacher ONNX",
+    "Latency mean / p50 / p90 / p99 ms",
+    "Throughput/s",
+    "Peak RSS MB",
+)
+
 # Columns holding numbers: renderers right-align these so digits line up.
-NUMERIC_COLUMNS: frozenset[str] = frozenset(COLUMNS[4:])
+NUMERIC_COLUMNS: frozenset[str] = frozenset(COLUMNS[4:]) | frozenset(TEXT_COLUMNS[4:])
+
+# What the plots and the Pareto frontier rank variants by, per task: (row key, axis label, scale to the axis)
+QUALITY: dict[str, tuple[str, str, float]] = {
+    "image-classification": ("accuracy", "accuracy (%)", 100.0),
+    "text-embedding": ("spearman", "Spearman of similarities vs teacher", 1.0),
+}
+
+
+def quality(report: dict[str, Any]) -> tuple[str, str, float]:
+    return QUALITY.get(report.get("task") or "image-classification", QUALITY["image-classification"])
+
+
+def columns(report: dict[str, Any]) -> tuple[str, ...]:
+    return TEXT_COLUMNS if report.get("task") == "text-embedding" else COLUMNS
+
 
 LATENCY_KEYS: tuple[str, ...] = ("mean", "p50", "p90", "p99")
 
@@ -166,6 +199,32 @@ def display_name(variant: dict[str, Any]) -> str:
     if variant.get("role") == "teacher" and "teacher" not in name.lower():
         name += " (teacher)"
     return name
+
+
+def cells(
+    report: dict[str, Any], variant: dict[str, Any], error_width: int | None = None, sep: str = " / "
+) -> list[str]:
+    """Plain-text cells for one variant, in :func:`columns` order for the report's task."""
+    if report.get("task") != "text-embedding":
+        return variant_cells(variant, error_width, sep)
+    topk = next((v for k, v in variant.items() if k.startswith("top") and k.endswith("_overlap")), None)
+    speedup = as_float(variant.get("speedup_vs_teacher_onnx"))
+    return [
+        display_name(variant),
+        str(variant.get("format") or MISSING),
+        str(variant.get("precision") or MISSING),
+        status_text(variant, error_width),
+        fmt_kb(variant.get("size_bytes")),
+        fmt_count(variant.get("params")),
+        fmt_num(variant.get("mean_cosine"), 3),
+        fmt_num(variant.get("spearman"), 3),
+        fmt_num(topk, 3),
+        fmt_pct(variant.get("probe_accuracy")),
+        MISSING if speedup is None else f"{speedup:.1f}×",
+        fmt_latency(variant.get("latency_ms"), sep),
+        fmt_num(variant.get("throughput_ips"), 1),
+        fmt_num(variant.get("peak_rss_mb"), 1),
+    ]
 
 
 def variant_cells(variant: dict[str, Any], error_width: int | None = None, latency_sep: str = " / ") -> list[str]:

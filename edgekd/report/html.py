@@ -32,9 +32,9 @@ def _e(text: Any) -> str:
     return escape(str(text), quote=True)
 
 
-def _row(variant: dict[str, Any]) -> str:
+def _row(report: dict[str, Any], variant: dict[str, Any]) -> str:
     # Cells come unshortened (error_width=None): the status cell is rebuilt below so the full error can be shown.
-    cells = fmt.variant_cells(variant)
+    cells = fmt.cells(report, variant)
     classes = []
     if variant.get("role") == "teacher":
         classes.append("teacher")
@@ -42,7 +42,7 @@ def _row(variant: dict[str, Any]) -> str:
     if failed:
         classes.append("failed")
     tds = []
-    for col, cell in zip(fmt.COLUMNS, cells, strict=True):
+    for col, cell in zip(fmt.columns(report), cells, strict=True):
         if col == "Status":
             if failed:
                 err = variant.get("error") or "unknown error"
@@ -58,12 +58,12 @@ def _row(variant: dict[str, Any]) -> str:
 
 
 def _table(report: dict[str, Any]) -> list[str]:
-    head = "".join(f"<th>{_e(c)}</th>" for c in fmt.COLUMNS)
+    head = "".join(f"<th>{_e(c)}</th>" for c in fmt.columns(report))
     out: list[str] = []
     for device, variants in fmt.device_groups(report):  # one table per device when several were measured
         if device is not None:
             out += [f"<h3>{_e(device)}</h3>", f'<p class="meta">{_e(fmt.device_line(report, device))}</p>']
-        rows = [_row(v) for v in variants]
+        rows = [_row(report, v) for v in variants]
         out += ["<table>", f"<thead><tr>{head}</tr></thead>", "<tbody>", *rows, "</tbody>", "</table>"]
     return out
 
@@ -90,7 +90,11 @@ def _sections(report: dict[str, Any]) -> list[str]:
         out += ["</tbody>", "</table>"]
     frontier = fmt.frontier_lines(report)
     if frontier:
-        out += ["<h2>Pareto frontier (accuracy vs p50 latency)</h2>", "<ul>", *(f"<li>{_e(f)}</li>" for f in frontier)]
+        out += [
+            f"<h2>Pareto frontier ({_e(fmt.quality(report)[0])} vs p50 latency)</h2>",
+            "<ul>",
+            *(f"<li>{_e(f)}</li>" for f in frontier),
+        ]
         out.append("</ul>")
     return out
 

@@ -20,14 +20,14 @@ def md_escape(text: Any) -> str:
     return " ".join(s.split())
 
 
-def _table(variants: list[dict[str, Any]]) -> list[str]:
-    cols = fmt.COLUMNS
+def _table(report: dict[str, Any], variants: list[dict[str, Any]]) -> list[str]:
+    cols = fmt.columns(report)
     lines = [
         "| " + " | ".join(cols) + " |",
         "|" + "|".join("---:" if c in fmt.NUMERIC_COLUMNS else "---" for c in cols) + "|",
     ]
     for v in variants:
-        cells = [md_escape(c) for c in fmt.variant_cells(v, TABLE_ERROR_WIDTH)]
+        cells = [md_escape(c) for c in fmt.cells(report, v, TABLE_ERROR_WIDTH)]
         if v.get("role") == "teacher":
             cells[0] = f"**{cells[0]}**"
         if fmt.is_failed(v):
@@ -66,7 +66,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     for device, variants in fmt.device_groups(report):  # one table per device when several were measured
         if device is not None:
             out += [f"### {md_escape(device)}", "", md_escape(fmt.device_line(report, device)), ""]
-        out += [*_table(variants), ""]
+        out += [*_table(report, variants), ""]
 
     failed = [v for v in report.get("variants") or [] if fmt.is_failed(v)]
     if failed:
@@ -94,7 +94,11 @@ def to_markdown(report: dict[str, Any]) -> str:
 
     frontier = fmt.frontier_lines(report)
     if frontier:
-        out += ["## Pareto frontier (accuracy vs p50 latency)", ""] + [f"- {md_escape(f)}" for f in frontier] + [""]
+        out += (
+            [f"## Pareto frontier ({fmt.quality(report)[0]} vs p50 latency)", ""]
+            + [f"- {md_escape(f)}" for f in frontier]
+            + [""]
+        )
 
     out += ["## Plots", ""]
     for name, title in fmt.plot_files(report).items():

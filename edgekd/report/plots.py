@@ -19,11 +19,13 @@ from edgekd.formats.registry import FILE_FORMATS
 from edgekd.report.fmt import (
     DISTRIBUTION_PLOT,
     PLOT_FILES,
+    QUALITY,
     as_float,
     device_groups,
     is_failed,
     pareto_frontier,
     plot_files,
+    quality,
 )
 
 MARKERS = {f.label: f.marker for f in FILE_FORMATS.values()}
@@ -42,16 +44,23 @@ def _is_teacher(v: dict[str, Any]) -> bool:
     return v.get("role") == "teacher"
 
 
-def _points(variants: list[dict[str, Any]], x_of: Callable[[dict[str, Any]], float | None]) -> list[tuple]:
-    """(variant, x, accuracy %) for every ok variant that has both numbers and a positive x (log axes need it)."""
+ACCURACY = QUALITY["image-classification"]
+
+
+def _points(
+    variants: list[dict[str, Any]], x_of: Callable[[dict[str, Any]], float | None], quality=ACCURACY
+) -> list[tuple]:
+    """(variant, x, quality) for every ok variant that has both numbers and a positive x (log axes need it);
+    quality is the task's measure (accuracy %, or the text embeddings' Spearman against the teacher)."""
+    key, _label, scale = quality
     out = []
     for v in variants:
         if is_failed(v):
             continue
-        acc, x = as_float(v.get("accuracy")), x_of(v)
+        acc, x = as_float(v.get(key)), x_of(v)
         if acc is None or x is None or x <= 0:
             continue
-        out.append((v, x, acc * 100.0))
+        out.append((v, x, acc * scale))
     return out
 
 
@@ -92,18 +101,20 @@ def _frontier_line(ax: Any, points: list[tuple]) -> bool:
     return drawn
 
 
-def _scatter(points: list[tuple], xlabel: str, title: str, log_x: bool | None, latency: bool) -> Figure:
+def _scatter(
+    points: list[tuple], xlabel: str, title: str, log_x: bool | None, latency: bool, quality=ACCURACY
+) -> Figure:
     fig = Figure(figsize=(7.5, 5.0), dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel(quality[1])
     ax.grid(True, which="both", alpha=0.3)
 
     if not points:
         # Still emit an image: the markdown/HTML reference it, and "nothing to plot" is itself informative.
-        ax.text(0.5, 0.5, "no successful variant with accuracy to plot", ha="center", va="center",
+        ax.text(0.5, 0.5, f"no successful variant with {quality[0]} to plot", ha="center", va="center",
                 transform=ax.transAxes, color="gray")  # fmt: skip
         ax.set_xticks([])
         ax.set_yticks([])
@@ -217,22 +228,23 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def accuracy_vs_latency_figure(variants: list[dict[str, Any]]) -> Figure:
-    points = _points(variants, _latency_p50)
-    title = PLOT_FILES["accuracy_vs_latency.png"]
-    return _scatter(points, "latency p50 (ms, batch 1); bar: to p90", title, None, latency=True)
+def accuracy_vs_latency_figure(variants: list[dict[str, Any]], quality=ACCURACY) -> Figure:
+    points = _points(variants, _latency_p50, quality)
+    title = PLOT_FILES["accuracy_vs_latency.png"].replace("Accuracy", quality[0].capitalize())
+    return _scatter(points, "latency p50 (ms, batch 1); bar: to p90", title, None, True, quality)
 
 
-def accuracy_vs_latency_png(variants: list[dict[str, Any]]) -> bytes:
-    """Accuracy % against p50 latency (ms), bars reach p90, dashed: the Pareto frontier per device; log x when
-    latencies differ by >= 20x."""
-    return _png(accuracy_vs_latency_figure(variants))
+def accuracy_vs_latency_png(variants: list[dict[str, Any]], quality=ACCURACY) -> bytes:
+    """Accuracy % (or the task's quality) against p50 latency (ms), bars reach p90, dashed: the Pareto frontier per
+    device; log x when latencies differ by >= 20x."""
+    return _png(accuracy_vs_latency_figure(variants, quality))
 
 
-def accuracy_vs_size_png(variants: list[dict[str, Any]]) -> bytes:
-    """Accuracy % against file size (KB) on a log axis: fp32 -> int8 is a 4x step, best read in ratios."""
-    points = _points(variants, _size_kb)
-    return _png(_scatter(points, "model size (KB, log scale)", PLOT_FILES["accuracy_vs_size.png"], True, False))
+def accuracy_vs_size_png(variants: list[dict[str, Any]], quality=ACCURACY) -> bytes:
+    """Accuracy % (or the task's quality) against file size (KB) on a log axis: fp32 -> int8 is a 4x step."""
+    points = _points(variants, _size_kb, quality)
+    title = PLOT_FILES["accuracy_vs_size.png"].replace("Accuracy", quality[0].capitalize())
+    return _png(_scatter(points, "model size (KB, log scale)", title, True, False, quality))
 
 
 def latency_distribution_png(report: dict[str, Any]) -> bytes:
@@ -262,7 +274,7 @@ def latency_distribution_png(report: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-PLOTS: dict[str, Callable[[list[dict[str, Any]]], bytes]] = {
+PLOTS: dict[str, Callable[..., bytes]] = {
     "accuracy_vs_latency.png": accuracy_vs_latency_png,
     "accuracy_vs_size.png": accuracy_vs_size_png,
 }
@@ -271,7 +283,7 @@ PLOTS: dict[str, Callable[[list[dict[str, Any]]], bytes]] = {
 def render_plots(report: dict[str, Any]) -> dict[str, bytes]:
     """PNG bytes keyed by file name (the keys of :func:`edgekd.report.fmt.plot_files`)."""
     variants = list(report.get("variants") or [])
-    images = {name: fn(variants) for name, fn in PLOTS.items()}
+    images = {name: fn(variants, quality(report)) for name, fn in PLOTS.items()}
     if "latency_distribution.png" in plot_files(report):
         images["latency_distribution.png"] = latency_distribution_png(report)
     return images

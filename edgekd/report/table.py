@@ -35,7 +35,7 @@ def results_table(report: dict[str, Any]) -> Table:
     table = Table(title=title, caption=caption or None, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     if devices:  # several devices: one table, each row says where it was measured
         table.add_column("Device", overflow="fold")
-    for col in fmt.COLUMNS:
+    for col in fmt.columns(report):
         header = SHORT_HEADERS.get(col, col)
         if col in fmt.NUMERIC_COLUMNS:
             # Numbers are never folded or cut; on a narrow terminal the text columns wrap instead.
@@ -44,7 +44,7 @@ def results_table(report: dict[str, Any]) -> Table:
             table.add_column(header, overflow="fold")
     for v in report.get("variants") or []:
         # "/" without spaces: the latency column is the widest and terminal width is scarce.
-        cells = fmt.variant_cells(v, ERROR_WIDTH, latency_sep="/")
+        cells = fmt.cells(report, v, ERROR_WIDTH, sep="/")
         style = "red" if fmt.is_failed(v) else ("bold" if v.get("role") == "teacher" else None)
         # Text objects, not str: names and errors may contain "[...]", which rich would parse as markup.
         lead = [Text(str(v.get("device") or "—"))] if devices else []

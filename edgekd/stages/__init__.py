@@ -5,10 +5,12 @@ import importlib
 import pkgutil
 
 from edgekd.stages.base import STAGES, Stage, StageContext, register_stage
-from edgekd.stages.data import DATA_STAGE
+from edgekd.stages.data import DATA_STAGE, DATA_STAGES
 
 for _module in pkgutil.iter_modules(__path__):  # alphabetical, so the registry's order never depends on the disk
-    if _module.name != "base":
+    if _module.name not in ("base", "data"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["DATA_STAGE", "STAGES", "Stage", "StageContext", "register_stage"]
+import edgekd.tasks  # noqa: E402, F401  (stage forms of tasks kept in files of their own)
+
+__all__ = ["DATA_STAGE", "DATA_STAGES", "STAGES", "Stage", "StageContext", "register_stage"]

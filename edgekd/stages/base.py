@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from edgekd.core.artifacts import Artifact
-from edgekd.core.config import PipelineConfig, StageConfig
-from edgekd.core.errors import StageError
+from edgekd.core.config import IMAGE, PipelineConfig, StageConfig
+from edgekd.core.errors import ConfigError, StageError
 from edgekd.core.registry import Registry
 
 
@@ -78,7 +78,21 @@ class Stage:
     seeded: bool = True
 
 
-STAGES: Registry[Stage] = Registry("stage")
+@dataclass
+class StageForms:
+    """One stage (``distill``) and its form for each task it serves: the same name in every pipeline, a config and
+    a run function per task (image classification, text embedding)."""
+
+    name: str
+    forms: dict[str, Stage] = field(default_factory=dict)
+
+    def form(self, task: str) -> Stage:
+        if task not in self.forms:
+            raise ConfigError(f"stage '{self.name}' has no form for task '{task}' (it serves: {', '.join(self.forms)})")
+        return self.forms[task]
+
+
+STAGES: Registry[StageForms] = Registry("stage")
 
 
 def register_stage(
@@ -89,12 +103,16 @@ def register_stage(
     check: CheckFn | None = None,
     distributed: bool = False,
     seeded: bool = True,
+    task: str = IMAGE,
 ):
-    """Register ``run(cfg, ctx, inputs) -> list[Artifact]`` as stage ``name``."""
+    """Register ``run(cfg, ctx, inputs) -> list[Artifact]`` as the ``task`` form of stage ``name``."""
 
     def deco(fn: RunFn) -> RunFn:
         doc = (fn.__doc__ or "").strip()
-        STAGES.register(name)(Stage(name, config_cls, fn, inputs, libraries, doc, check, distributed, seeded))
+        forms = STAGES.get(name) if name in STAGES else STAGES.register(name)(StageForms(name))
+        if task in forms.forms:
+            raise ValueError(f"stage '{name}' registered twice for task '{task}'")
+        forms.forms[task] = Stage(name, config_cls, fn, inputs, libraries, doc, check, distributed, seeded)
         return fn
 
     return deco

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from edgekd.core.artifacts import Artifact, TfliteModel
-from edgekd.core.config import StageConfig
+from edgekd.core.config import TEXT, StageConfig
 from edgekd.core.console import log, progress
 from edgekd.core.errors import EdgekdError, ModelError
 from edgekd.core.fsutil import atomic_write_json
@@ -25,6 +25,7 @@ from edgekd.formats.metadata import attach_metadata
 from edgekd.formats.runner import load_runner
 from edgekd.models.io import load_torch_model
 from edgekd.stages.base import register_stage, require
+from edgekd.text.exporting import TextExportOptions, export_inputs, export_text_models
 from edgekd.training.loop import predict_logits
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -187,3 +188,25 @@ def run_convert_tflite(cfg: ConvertTfliteConfig, ctx, inputs) -> list[Artifact]:
         path = atomic_write_json(ctx.out_dir / "failures.json", failures)
         outputs.append(Artifact(f"failures/{cfg.id}", path, {"failures": failures}))
     return outputs
+
+
+# ---------------------------------------- text embedding (task: text-embedding)
+
+
+class TextConvertTfliteConfig(TextExportOptions):
+    float_outlier_ratio: float | None = Field(
+        10.0,
+        ge=1,
+        description="int8: Linear layers whose output has a channel >= this x the median channel's range on the "
+        "calibration sentences stay float, with the residual add they feed (None: quantise every layer)",
+    )
+
+
+def _text_inputs(cfg: TextConvertTfliteConfig, store) -> list[str]:
+    return require(store, cfg.id, *export_inputs(cfg, store))
+
+
+@register_stage("convert_tflite", TextConvertTfliteConfig, _text_inputs, ("litert-torch", "ai-edge-litert"), task=TEXT)
+def run_text_convert_tflite(cfg: TextConvertTfliteConfig, ctx, inputs) -> list[Artifact]:
+    """Text students to TFLite fp32 and int8 (litert-torch, PT2E static PTQ), each verified."""
+    return export_text_models(cfg, ctx, inputs, "tflite", False)

@@ -11,8 +11,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from edgekd.core.artifacts import OnnxModel
-from edgekd.core.config import StageConfig
+from edgekd.core.artifacts import Artifact, OnnxModel
+from edgekd.core.config import TEXT, StageConfig
 from edgekd.core.console import log
 from edgekd.core.errors import ModelError
 from edgekd.data import SplitData
@@ -21,6 +21,7 @@ from edgekd.formats.onnx import WEIGHT_BITS_HELP, export_onnx, onnx_precision, q
 from edgekd.formats.runner import load_runner
 from edgekd.models.io import load_torch_model
 from edgekd.stages.base import register_stage, require
+from edgekd.text.exporting import TextExportOptions, export_inputs, export_text_models
 
 
 class ExportOnnxConfig(StageConfig):
@@ -114,3 +115,22 @@ def run_export_onnx(cfg: ExportOnnxConfig, ctx, inputs) -> list[OnnxModel]:
                 )
             )
     return outputs
+
+
+# ---------------------------------------- text embedding (task: text-embedding)
+
+
+class TextExportOnnxConfig(TextExportOptions):
+    teacher: bool = Field(True, description="also export the teacher to ONNX fp32, for the latency comparison")
+    opset: int = Field(18, ge=13, le=23, description="ONNX opset version")
+    int8_weight_bits: Literal[7, 8] = Field(7, description=WEIGHT_BITS_HELP)
+
+
+def _text_inputs(cfg: TextExportOnnxConfig, store) -> list[str]:
+    return require(store, cfg.id, *export_inputs(cfg, store))
+
+
+@register_stage("export_onnx", TextExportOnnxConfig, _text_inputs, ("onnx", "onnxruntime"), task=TEXT)
+def run_text_export_onnx(cfg: TextExportOnnxConfig, ctx, inputs) -> list[Artifact]:
+    """Text students (and the teacher, the latency reference) to ONNX fp32 and int8, each verified."""
+    return export_text_models(cfg, ctx, inputs, "onnx", cfg.teacher)

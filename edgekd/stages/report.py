@@ -10,7 +10,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from edgekd import __version__
 from edgekd.core.artifacts import Report
-from edgekd.core.config import StageConfig
+from edgekd.core.config import TEXT, StageConfig
 from edgekd.distill.describe import method_line, method_summary
 from edgekd.report.fmt import add_accuracy_deltas, failure_notes, pareto_frontier
 from edgekd.report.goals import Goals, check_goals, compute_figures
@@ -45,14 +45,15 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), **found}
 
 
-def frontier(rows: list[dict]) -> dict[str, list[str]]:
-    """Per device, the variants on the accuracy-vs-p50-latency Pareto frontier (none faster and more accurate)."""
+def frontier(rows: list[dict], key: str = "accuracy") -> dict[str, list[str]]:
+    """Per device, the variants on the quality-vs-p50-latency Pareto frontier (none faster and better); quality is
+    ``key``: accuracy, or the Spearman of a text student's similarities against the teacher's."""
     out: dict[str, list[str]] = {}
     for device in dict.fromkeys(r.get("device") or "local" for r in rows):
-        points = [(r["name"], r["latency_ms"]["p50"], r["accuracy"]) for r in rows
+        points = [(r["name"], r["latency_ms"]["p50"], r[key]) for r in rows
                   if (r.get("device") or "local") == device and r.get("status") == "ok"
                   and isinstance(r.get("latency_ms"), dict) and isinstance(r["latency_ms"].get("p50"), int | float)
-                  and isinstance(r.get("accuracy"), int | float)]  # fmt: skip
+                  and isinstance(r.get(key), int | float)]  # fmt: skip
         if points:
             out[device] = [points[i][0] for i in pareto_frontier(points)]
     return out
@@ -96,6 +97,57 @@ def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
         "notes": notes,
         "distillation": distillation,
         "pareto_frontier": frontier(rows),
+        "stages": list(ctx.earlier),
+        "versions": versions(),
+        "config": ctx.pipeline.model_dump(mode="json", by_alias=True),
+    }
+    paths = write_report(report, ctx.out_dir)
+    return [Report("report", paths["json"], {"files": sorted(p.name for p in paths.values())})]
+
+
+# ---------------------------------------- text embedding (task: text-embedding)
+
+
+class TextReportConfig(StageConfig):
+    title: str | None = Field(None, description="report title (default: the pipeline's name)")
+
+
+def _text_inputs(cfg: TextReportConfig, store) -> list[str]:
+    return require(store, cfg.id, "benchmark")
+
+
+@register_stage("report", TextReportConfig, _text_inputs, ("matplotlib",), task=TEXT)
+def run_text_report(cfg: TextReportConfig, ctx, inputs) -> list[Report]:
+    """The same report files for text students: embeddings judged against the teacher's instead of labels."""
+    from edgekd.report import write_report
+
+    bench = json.loads(inputs["benchmark"].path.read_text())
+    rows = bench["rows"]
+    notes = failure_notes(rows)
+    if bench.get("teacher_probe_accuracy") is not None:
+        notes.append(
+            f"a linear probe on the teacher's own embeddings scores {bench['teacher_probe_accuracy']:.4f}: the "
+            "ceiling for the students' probe accuracy"
+        )
+    report = {
+        "pipeline": cfg.title or ctx.pipeline.name,
+        "task": TEXT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "edgekd_version": __version__,
+        "host": bench.get("host") or {},
+        "threads": bench["threads"],
+        "n_test": bench.get("n_eval"),
+        "warmup": bench.get("warmup"),
+        "runs": bench.get("runs"),
+        "max_length": bench.get("max_length"),
+        "teacher_params": bench.get("teacher_params"),
+        "variants": rows,
+        "devices": bench.get("devices") or {},
+        "figures": [],
+        "goals": [],
+        "notes": notes,
+        "distillation": [],
+        "pareto_frontier": frontier(rows, "spearman"),
         "stages": list(ctx.earlier),
         "versions": versions(),
         "config": ctx.pipeline.model_dump(mode="json", by_alias=True),

@@ -1,7 +1,7 @@
 """The distillation loop for sentence-embedding students: read top to bottom.
 
 Pooled terms (cosine, MSE, relational, anchor, neighbors) need only the teacher's embeddings, computed once by the
-``text_teacher`` stage and replayed every epoch. Hidden-state terms need the teacher's token states: with only those,
+text ``teacher`` stage and replayed every epoch. Hidden-state terms need the teacher's token states: with only those,
 the teacher runs once over the training split before the first epoch and its states are kept (float16, padding
 dropped: ~1.8 GB per teacher layer for the shipped 110 k sentences) and replayed like the embeddings; attention terms
 make the teacher run live on each batch. Every batch is trimmed to its longest sentence (the models

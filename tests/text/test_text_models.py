@@ -45,7 +45,7 @@ def test_pipeline_students_fit_the_one_sixth_budget():
     from edgekd.core.loader import load_pipeline
 
     teacher_params = 22_565_376  # all-MiniLM-L6-v2 without the unused pooler
-    stages = [s for s in load_pipeline(ROOT / "pipelines" / "text_embedding.yaml").stages if s.stage == "text_distill"]
+    stages = [s for s in load_pipeline(ROOT / "pipelines" / "text_embedding.yaml").stages if s.stage == "distill"]
     assert len(stages) == 2
     for st in stages:
         kwargs = {**st.student.kwargs, "rows": st.vocab_rows}  # the most rows the trimmed table can have

@@ -30,16 +30,17 @@ def _sentences() -> list[str]:
     return [f"{s} {v} {o}" for s in SUBJECTS for v in VERBS for o in OBJECTS][::3]
 
 
-def _doc(path, **export) -> dict:
+def _doc(path, formats=("onnx", "tflite"), **export) -> dict:
     tiny = {"hidden": 16, "layers": 1, "heads": 2, "ffn": 32, "embed_dim": 16}
+    files = {"models": ["student"], "calibration_samples": 8, "verify_samples": 8, "min_int8_cosine": 0.5, **export}
     return {
         "name": "tiny_text",
-        "data": {"source": "none"},
+        "task": "text-embedding",
+        "data": {"source": "file", "path": str(path), "val_fraction": 0.2, "test_fraction": 0.3},
         "stages": [
-            {"stage": "text_data", "source": "file", "path": str(path), "val_fraction": 0.2, "test_fraction": 0.3},
-            {"stage": "text_teacher", "max_length": 16},
+            {"stage": "teacher", "max_length": 16},
             {
-                "stage": "text_distill",
+                "stage": "distill",
                 "student": {"name": "text_transformer", "kwargs": tiny},
                 "vocab_rows": 40,  # fewer rows than the sentences' distinct tokens: the trimmed table is exported
                 "epochs": 2,
@@ -50,16 +51,10 @@ def _doc(path, **export) -> dict:
                     {"kind": "attention", "student": 0, "teacher": 5},
                 ],
             },
-            {
-                "stage": "text_export",
-                "models": ["student"],
-                "teacher": False,
-                "calibration_samples": 8,
-                "verify_samples": 8,
-                "min_int8_cosine": 0.5,
-                **export,
-            },
-            {"stage": "text_benchmark", "warmup": 1, "runs": 3},
+            *([{"stage": "export_onnx", "teacher": False, **files}] if "onnx" in formats else []),
+            *([{"stage": "convert_tflite", **files}] if "tflite" in formats else []),
+            {"stage": "benchmark", "warmup": 1, "runs": 3},
+            {"stage": "report"},
         ],
     }
 
@@ -80,28 +75,28 @@ def test_shipped_text_pipeline_validates_with_students_under_budget():
     from edgekd.core.loader import load_pipeline
 
     cfg = load_pipeline(ROOT / "pipelines" / "text_embedding.yaml")
-    assert cfg.data.source == "none"
-    assert [s.stage for s in cfg.stages] == ["text_data", "text_teacher", "text_distill", "text_distill",
-                                             "text_export", "text_benchmark"]  # fmt: skip
-    assert all(s.max_param_fraction == pytest.approx(1 / 6) for s in cfg.stages if s.stage == "text_distill")
+    assert cfg.task == "text-embedding" and cfg.data.source == "stdlib"
+    assert [s.stage for s in cfg.stages] == ["teacher", "distill", "distill", "export_onnx", "convert_tflite",
+                                             "benchmark", "report"]  # fmt: skip
+    assert all(s.max_param_fraction == pytest.approx(1 / 6) for s in cfg.stages if s.stage == "distill")
 
 
 def test_text_pipeline_validates_and_rejects_unknown_loss(tmp_path):
     doc = _doc(tmp_path / "s.txt")
-    assert [s.stage for s in validate_document(doc).stages][:2] == ["text_data", "text_teacher"]
-    doc["stages"][2]["losses"] = {"cosine": 1.0, "kl": 1.0}
-    with pytest.raises(EdgekdError, match=r"stages\[2\]\.losses\.kl: unknown key"):
+    assert [s.stage for s in validate_document(doc).stages][:2] == ["teacher", "distill"]
+    doc["stages"][1]["losses"] = {"cosine": 1.0, "kl": 1.0}
+    with pytest.raises(EdgekdError, match=r"stages\[1\]\.losses\.kl: unknown key"):
         validate_document(doc)
 
 
 def test_unweighted_later_terms_stay_out_of_the_cache_key(tmp_path):
     # runs and checkpoints made before anchor / neighbors existed keep their keys; the manifest still shows them
     doc = _doc(tmp_path / "s.txt")
-    cfg = validate_document(doc).stages[2]
+    cfg = validate_document(doc).stages[1]
     assert key_dump(cfg)["losses"] == {"cosine": 1.0, "mse": 0.0, "relational": 1.0, "rkd": 0.0}
     assert cfg.model_dump()["losses"]["anchor"] == 0.0
-    doc["stages"][2]["losses"] = {"cosine": 1.0, "anchor": 2.0}
-    assert key_dump(validate_document(doc).stages[2])["losses"]["anchor"] == 2.0
+    doc["stages"][1]["losses"] = {"cosine": 1.0, "anchor": 2.0}
+    assert key_dump(validate_document(doc).stages[1])["losses"]["anchor"] == 2.0
 
 
 @pytest.mark.integration
@@ -112,14 +107,12 @@ def test_tiny_text_pipeline_end_to_end(tmp_path):
     src = tmp_path / "s.txt"
     long = "The decoder " + "reads every byte of the stream and " * 10 + "stops."
     src.write_bytes(("\n".join(_sentences()) + "\n\n" + long + "\n").encode() + b"\xff broken line\n")
-    res = run_pipeline(
-        validate_document(_doc(src, formats=["onnx", "tflite"], precisions=["fp32", "int8"])), tmp_path / "run"
-    )
+    res = run_pipeline(validate_document(_doc(src, precisions=["fp32", "int8"])), tmp_path / "run")
     notes = [n for s in res.stages for n in s.notes]
     assert any("'skipped_empty': 1" in n and "'skipped_not_utf8': 1" in n for n in notes), notes
     assert any("truncated" in n for n in notes), notes
     assert any("table trimmed to 40 of 30,522 tokens" in n for n in notes), notes
-    bench = json.loads(res.artifacts["text_benchmark"].path.read_text())
+    bench = json.loads(res.artifacts["benchmark"].path.read_text())
     rows = {r["name"]: r for r in bench["rows"]}
     for name in (
         "student/pytorch",
@@ -133,7 +126,11 @@ def test_tiny_text_pipeline_end_to_end(tmp_path):
         assert -1 <= rows[name]["spearman"] <= 1 and 0 <= rows[name]["top10_overlap"] <= 1
     assert rows["student/tflite-fp32"]["mean_cosine"] == pytest.approx(rows["student/pytorch"]["mean_cosine"], abs=1e-4)
     assert res.artifacts["tflite/student-int8"].meta["precision"] == "int8"
-    assert "| student/tflite-int8 |" in (res.artifacts["text_benchmark"].path.parent / "report.md").read_text()
+    report = res.artifacts["report"].path.parent  # the same report stage as the image pipelines, with its plots
+    assert "| student/tflite-int8 |" in (report / "report.md").read_text()
+    html = (report / "report.html").read_text()
+    assert "Spearman" in html and "student/tflite-int8" in html and "data:image/png;base64," in html
+    assert json.loads((report / "report.json").read_text())["task"] == "text-embedding"
 
 
 @pytest.mark.integration
@@ -143,14 +140,32 @@ def test_text_distill_starts_from_the_teachers_layers(tmp_path):
     src = tmp_path / "s.txt"
     src.write_text("\n".join(_sentences()) + "\n")
     doc = _doc(src)
-    doc["stages"] = doc["stages"][:3]
+    doc["stages"] = doc["stages"][:2]
     wide = {"hidden": 384, "layers": 2, "heads": 12, "ffn": 32, "embed_dim": 16}
-    doc["stages"][2].update(student={"name": "text_transformer", "kwargs": wide}, teacher_layers=[1, 5], layers=[])
+    doc["stages"][1].update(student={"name": "text_transformer", "kwargs": wide}, teacher_layers=[1, 5], layers=[])
     res = run_pipeline(validate_document(doc), tmp_path / "run")
     notes = [n for s in res.stages for n in s.notes]
     assert any("started from teacher layers [1, 5], FFN 32 of the teacher's neurons" in n for n in notes), notes
     # 2 epochs on ~50 sentences: 0.54 from the teacher's layers; the same student from a random start reaches 0.22
     assert res.artifacts["student"].meta["best_val"]["val_cosine"] > 0.4
-    doc["stages"][2].update(student={"name": "text_cnn", "kwargs": {"hidden": 16, "layers": 1, "embed_dim": 16}})
+    doc["stages"][1].update(student={"name": "text_cnn", "kwargs": {"hidden": 16, "layers": 1, "embed_dim": 16}})
     with pytest.raises(EdgekdError, match="teacher_layers: text_cnn has no Transformer layers"):
         run_pipeline(validate_document(doc), tmp_path / "run2")
+
+
+def test_one_stage_set_serves_both_tasks(tmp_path):
+    """The text pipeline runs on the image pipelines' stages; a stage with no text form, or an image key in the text
+    data block, is one line at its place."""
+    from edgekd.stages import STAGES
+
+    for name in ("teacher", "distill", "export_onnx", "convert_tflite", "benchmark", "report"):
+        assert set(STAGES.get(name).forms) == {"image-classification", "text-embedding"}
+    doc = _doc(tmp_path / "s.txt")
+    doc["stages"].insert(2, {"stage": "prune"})
+    with pytest.raises(EdgekdError, match=r"stages\[2\]\.stage: stage 'prune' has no form for task 'text-embedding'"):
+        validate_document(doc)
+    doc = _doc(tmp_path / "s.txt")
+    doc["data"]["image_size"] = 32
+    with pytest.raises(EdgekdError, match=r"data\.image_size: unknown key") as err:
+        validate_document(doc)
+    assert len(err.value.problems or []) <= 1

@@ -1,8 +1,10 @@
-"""text_export: text students to ONNX and TFLite (fp32, int8), and the teacher to ONNX fp32 (the latency reference).
+"""The text form of the export stages: students (and the teacher) to ONNX or TFLite, fp32 and int8.
 
-Each file is verified against PyTorch on held-out sentences through the device agent's runner (the same code that
-benchmarks it): fp32 must match within ``tolerance``, int8 must keep a mean cosine to the fp32 embeddings of at
-least ``min_int8_cosine``. One format or precision failing is recorded and the others go on.
+``export_onnx`` (task text-embedding) writes ONNX files and the teacher's ONNX fp32 (the latency reference);
+``convert_tflite`` writes TFLite files. Each file is verified against PyTorch on held-out sentences through the
+device agent's runner (the same code that benchmarks it): fp32 must match within ``tolerance``, int8 must keep a mean
+cosine to the fp32 embeddings of at least ``min_int8_cosine``. One format or precision failing is recorded and the
+others go on.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from edgekd.core.config import StageConfig
 from edgekd.core.console import log
 from edgekd.core.errors import EdgekdError, ModelError
 from edgekd.core.fsutil import atomic_write_json
-from edgekd.formats.onnx import WEIGHT_BITS_HELP
 from edgekd.formats.runner import load_runner
-from edgekd.stages.base import register_stage, require
 from edgekd.text.export import (
     attach_text_metadata,
     convert_tflite_text,
@@ -34,33 +34,24 @@ from edgekd.text.metrics import mean_cosine
 from edgekd.text.teacher import encode, load_teacher, read_vocab
 
 
-class TextExportConfig(StageConfig):
+class TextExportOptions(StageConfig):
+    """What both text export stages take."""
+
     models: list[str] = Field(default_factory=lambda: ["student"], min_length=1, description="text torch artifacts")
-    teacher: bool = Field(True, description="also export the teacher to ONNX fp32, for the latency comparison")
-    formats: list[Literal["onnx", "tflite"]] = Field(
-        default_factory=lambda: ["onnx", "tflite"], min_length=1, description="file formats to write"
-    )
     precisions: list[Literal["fp32", "int8"]] = Field(
         default_factory=lambda: ["fp32", "int8"],
         min_length=1,
         description="precisions to write; int8 is static full-integer where the layers allow",
     )
-    opset: int = Field(18, ge=13, le=23, description="ONNX opset version")
     calibration_samples: int = Field(128, ge=1, le=100_000, description="training sentences for int8 ranges")
     verify_samples: int = Field(128, ge=2, le=100_000, description="test sentences each file is checked on")
     tolerance: float = Field(1e-4, gt=0, description="fp32: max abs embedding difference vs PyTorch")
     min_int8_cosine: float = Field(0.95, ge=0, le=1, description="int8: mean cosine to the fp32 embeddings")
-    int8_weight_bits: Literal[7, 8] = Field(7, description=WEIGHT_BITS_HELP)
-    float_outlier_ratio: float | None = Field(
-        10.0,
-        ge=1,
-        description="int8 TFLite: Linear layers whose output has a channel >= this x the median channel's range on "
-        "the calibration sentences stay float, with the residual add they feed (None: quantise every layer)",
-    )
 
 
-def _inputs(cfg: TextExportConfig, store) -> list[str]:
-    return require(store, cfg.id, "text_tokens", "text_teacher", *cfg.models)
+def export_inputs(cfg: TextExportOptions, store) -> list[str]:
+    """The artifacts a text export stage reads (the runner checks they exist)."""
+    return ["text_tokens", "text_teacher", *cfg.models]
 
 
 def _one(cfg, ctx, name: str, model, meta: dict, fmt: str, precision: str, cal, vocab, texts) -> tuple:
@@ -71,19 +62,20 @@ def _one(cfg, ctx, name: str, model, meta: dict, fmt: str, precision: str, cal, 
     info: dict = {}
     if fmt == "onnx":
         if precision == "fp32":
-            info["exporter"] = export_onnx_text(model, max_length, path, cfg.opset)
+            info["exporter"] = export_onnx_text(model, max_length, path, getattr(cfg, "opset", 18))
         else:
             fp32 = ctx.out_dir / f"{name}-fp32.onnx"
             if not fp32.is_file():
-                info["exporter"] = export_onnx_text(model, max_length, fp32, cfg.opset)
-            quantize_onnx_text(fp32, path, *cal, cfg.int8_weight_bits)
+                info["exporter"] = export_onnx_text(model, max_length, fp32, getattr(cfg, "opset", 18))
+            bits = getattr(cfg, "int8_weight_bits", 7)
+            quantize_onnx_text(fp32, path, *cal, bits)
             info["quantization"] = (
-                f"static QDQ (onnxruntime), int8 weights ({cfg.int8_weight_bits}-bit range) and MatMul inputs, "
+                f"static QDQ (onnxruntime), int8 weights ({bits}-bit range) and MatMul inputs, "
                 "float MatMul outputs; embedding table float"
             )
     else:
         keep = {}
-        if precision == "int8" and cfg.float_outlier_ratio is not None:
+        if precision == "int8" and getattr(cfg, "float_outlier_ratio", None) is not None:
             keep = outlier_linears(model, *cal, cfg.float_outlier_ratio)
         info = convert_tflite_text(
             model, max_length, path, precision, cal if precision == "int8" else None, float_modules=tuple(keep)
@@ -109,9 +101,9 @@ def _one(cfg, ctx, name: str, model, meta: dict, fmt: str, precision: str, cal, 
     return path, md, got
 
 
-@register_stage("text_export", TextExportConfig, _inputs, ("onnx", "onnxruntime", "litert-torch", "ai-edge-litert"))
-def run_text_export(cfg: TextExportConfig, ctx, inputs) -> list[Artifact]:
-    """Export every model in every format and precision asked for; verify each; failures become a record."""
+def export_text_models(cfg: TextExportOptions, ctx, inputs, fmt: str, with_teacher: bool) -> list[Artifact]:
+    """Export every model in format ``fmt`` at every precision asked for (and the teacher, ONNX fp32, when
+    ``with_teacher``); verify each; failures become a record."""
     tokens, tmeta = inputs["text_tokens"], inputs["text_tokens"].meta
     vocab = read_vocab(inputs["text_teacher"].meta["folder"])
     texts = load_array(tokens, "text_test")[: cfg.verify_samples]
@@ -125,22 +117,19 @@ def run_text_export(cfg: TextExportConfig, ctx, inputs) -> list[Artifact]:
     jobs = [
         (n, load_text_model(inputs[n]), {k: v for k, v in inputs[n].meta.items() if k != "history"}) for n in cfg.models
     ]
-    if cfg.teacher:
+    if with_teacher:
         teacher, facts = load_teacher(inputs["text_teacher"].meta["package"])
         tm = {**tmeta, "role": "teacher", "params": facts["params"]}
         jobs.insert(0, ("teacher", teacher, tm))
     for name, model, meta in jobs:
         ref = encode(model, test.ids[: cfg.verify_samples], test.mask[: cfg.verify_samples])
-        combos = [("onnx", "fp32")] if name == "teacher" else [(f, p) for f in cfg.formats for p in cfg.precisions]
-        fp32_ref = {}
-        for fmt, precision in combos:
+        for precision in ["fp32"] if name == "teacher" else cfg.precisions:
             art_name = f"{fmt}/{name}-{precision}"
             try:
                 path, md, got = _one(cfg, ctx, name, model, meta, fmt, precision, cal, vocab, texts)
                 diff = float(np.abs(got - ref).max())
                 cos = mean_cosine(got, ref)  # int8 outputs are not exactly unit length after dequantisation
                 if precision == "fp32":
-                    fp32_ref[fmt] = got
                     # the teacher pads to max_length in the file, PyTorch trims: attention over padding differs by
                     # rounding only; a tolerance breach is a real export bug
                     if diff > cfg.tolerance * (10 if name == "teacher" else 1):
