@@ -250,7 +250,7 @@ def test_ctrl_c_during_distill_stops_at_once_with_exit_130(arena):
 def test_an_interrupt_swallowed_by_a_library_still_stops_the_run():
     """A library that catches KeyboardInterrupt and raises something else (or returns) must not hide Ctrl-C."""
     from edgekd.core.pipeline import _call_stage, _interrupts
-    from edgekd.stages.base import Stage
+    from edgekd.core.stage import Stage
 
     def swallowing(cfg, ctx, inputs):
         try:

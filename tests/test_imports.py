@@ -167,3 +167,11 @@ if __name__ == "__main__":
         for a in comp:
             for b in sorted(g[a] & set(comp)):
                 print(f"    {a} -> {b}")
+
+
+def test_one_stage_set_for_every_task():
+    """stages/ holds the nine stages, each with its forms per task; no second set beside it."""
+    names = sorted(p.stem for p in (PACKAGE / "stages").glob("*.py") if p.stem != "__init__")
+    assert names == sorted(
+        ["data", "teacher", "distill", "prune", "qat", "export_onnx", "convert_tflite", "benchmark", "report"]
+    )

@@ -29,10 +29,10 @@ from edgekd.core.config import PipelineConfig, StageConfig, key_dump
 from edgekd.core.console import log
 from edgekd.core.errors import EdgekdError, Interrupted, StageError
 from edgekd.core.fsutil import atomic_write_json, ensure_free_space, json_sha256
+from edgekd.core.stage import Stage, StageContext
 from edgekd.core.tracking import RunTracking, Tracker, track_run
 from edgekd.core.versions import library_versions
 from edgekd.stages import DATA_STAGES, STAGES
-from edgekd.stages.base import Stage, StageContext
 from edgekd.training import distributed
 
 MANIFEST = "manifest.json"

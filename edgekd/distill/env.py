@@ -18,7 +18,7 @@ from edgekd.training.loop import TrainResult, fit, seed_everything
 @dataclass
 class DistillEnv:
     cfg: object  # edgekd.stages.distill.DistillConfig (not imported: the stage imports this module)
-    ctx: object  # edgekd.stages.base.StageContext
+    ctx: object  # edgekd.core.stage.StageContext
     data: SplitData
     teachers: list[nn.Module]
     device: str

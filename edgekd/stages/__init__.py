@@ -4,11 +4,11 @@ registry: adding a stage is adding its file (``@register_stage`` inside), nothin
 import importlib
 import pkgutil
 
-from edgekd.stages.base import STAGES, Stage, StageContext, register_stage
+from edgekd.core.stage import STAGES, Stage, StageContext, register_stage
 from edgekd.stages.data import DATA_STAGE, DATA_STAGES
 
 for _module in pkgutil.iter_modules(__path__):  # alphabetical, so the registry's order never depends on the disk
-    if _module.name not in ("base", "data"):
+    if _module.name != "data":
         importlib.import_module(f"{__name__}.{_module.name}")
 
 import edgekd.tasks  # noqa: E402, F401  (stage forms of tasks kept in files of their own)

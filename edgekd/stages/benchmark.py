@@ -21,13 +21,13 @@ from edgekd.core.config import TEXT, StageConfig
 from edgekd.core.console import progress
 from edgekd.core.errors import ConfigError
 from edgekd.core.fsutil import atomic_path, atomic_write_bytes, atomic_write_json
+from edgekd.core.stage import register_stage, require
 from edgekd.data import SplitData
 from edgekd.edge.profiles import DeviceProfile, load_profile
 from edgekd.edge.transports.measure import DeviceResult, Settings, Variant, measure_device, measure_devices
 from edgekd.formats.metadata import read_metadata
 from edgekd.formats.registry import FILE_FORMATS, MODEL_KINDS
 from edgekd.models.io import load_torch_model
-from edgekd.stages.base import register_stage, require
 from edgekd.text.io import load_array, load_text_model
 from edgekd.text.metrics import embedding_metrics
 from edgekd.text.teacher import read_vocab

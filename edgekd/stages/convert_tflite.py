@@ -20,11 +20,11 @@ from edgekd.core.config import TEXT, StageConfig
 from edgekd.core.console import log, progress
 from edgekd.core.errors import EdgekdError, ModelError
 from edgekd.core.fsutil import atomic_write_json
+from edgekd.core.stage import register_stage, require
 from edgekd.data import SplitData
 from edgekd.formats.metadata import attach_metadata
 from edgekd.formats.runner import load_runner
 from edgekd.models.io import load_torch_model
-from edgekd.stages.base import register_stage, require
 from edgekd.text.exporting import TextExportOptions, export_inputs, export_text_models
 from edgekd.training.loop import predict_logits
 

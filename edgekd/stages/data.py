@@ -13,8 +13,8 @@ import shutil
 from edgekd.core.artifacts import Dataset
 from edgekd.core.config import IMAGE, TEXT, DataConfig, StageConfig, TextDataConfig
 from edgekd.core.fsutil import atomic_write_json
+from edgekd.core.stage import Stage
 from edgekd.data import build_splits
-from edgekd.stages.base import Stage
 
 
 class DataStageConfig(StageConfig, DataConfig):

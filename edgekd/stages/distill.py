@@ -16,6 +16,7 @@ from edgekd.core import console
 from edgekd.core.artifacts import TorchModel
 from edgekd.core.config import NOT_MINE, TEXT, ModelSpec, PipelineConfig, StageConfig, Strict, TrainConfig, added_later
 from edgekd.core.console import log
+from edgekd.core.stage import import_model_errors, register_stage, require
 from edgekd.data import SplitData
 from edgekd.distill import LOSSES, STRATEGIES
 from edgekd.distill.chain import teacher_chain_errors
@@ -27,7 +28,6 @@ from edgekd.distill.taps import check_layers
 from edgekd.distill.teacher_cache import TeacherCacheConfig, cache_for
 from edgekd.models import build_model
 from edgekd.models.io import load_frozen_model, save_torch_model
-from edgekd.stages.base import import_model_errors, register_stage, require
 from edgekd.text.from_teacher import init_from_teacher_layers
 from edgekd.text.io import load_split, save_text_model
 from edgekd.text.models import (

@@ -15,12 +15,12 @@ from edgekd.core.artifacts import Artifact, OnnxModel
 from edgekd.core.config import TEXT, StageConfig
 from edgekd.core.console import log
 from edgekd.core.errors import ModelError
+from edgekd.core.stage import register_stage, require
 from edgekd.data import SplitData
 from edgekd.formats.metadata import attach_metadata
 from edgekd.formats.onnx import WEIGHT_BITS_HELP, export_onnx, onnx_precision, quantize_int8
 from edgekd.formats.runner import load_runner
 from edgekd.models.io import load_torch_model
-from edgekd.stages.base import register_stage, require
 from edgekd.text.exporting import TextExportOptions, export_inputs, export_text_models
 
 

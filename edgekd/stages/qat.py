@@ -16,9 +16,9 @@ from pydantic import Field, ValidationInfo, field_validator
 from edgekd.compress.finetune import kd_loss_fn, load_float_model, load_teacher
 from edgekd.core.artifacts import TorchModel
 from edgekd.core.config import NOT_MINE, StageConfig, TrainConfig
+from edgekd.core.stage import register_stage, require
 from edgekd.data import normalize
 from edgekd.models.io import save_torch_model
-from edgekd.stages.base import register_stage, require
 from edgekd.training.loop import accuracy, fit
 
 

@@ -11,10 +11,10 @@ from pydantic import AliasChoices, Field, model_validator
 from edgekd import __version__
 from edgekd.core.artifacts import Report
 from edgekd.core.config import TEXT, StageConfig
+from edgekd.core.stage import register_stage, require
 from edgekd.distill.describe import method_line, method_summary
 from edgekd.report.fmt import add_accuracy_deltas, failure_notes, pareto_frontier
 from edgekd.report.goals import Goals, check_goals, compute_figures
-from edgekd.stages.base import register_stage, require
 
 
 class ReportConfig(StageConfig):

@@ -15,11 +15,11 @@ from edgekd.core.artifacts import Artifact, Dataset
 from edgekd.core.config import NOT_MINE, TEXT, ModelSpec, StageConfig, TrainConfig
 from edgekd.core.console import log
 from edgekd.core.fsutil import atomic_write_json
+from edgekd.core.stage import import_model_errors, register_stage, require
 from edgekd.data import SplitData
 from edgekd.models import build_model
 from edgekd.models.checkpoint import load_into
 from edgekd.models.io import save_torch_model
-from edgekd.stages.base import import_model_errors, register_stage, require
 from edgekd.text.corpus import Corpus
 from edgekd.text.io import SPLITS, save_tokens
 from edgekd.text.metrics import probe_labels

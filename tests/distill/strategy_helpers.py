@@ -13,10 +13,10 @@ from torch import nn
 
 from edgekd.core.config import DataConfig
 from edgekd.core.loader import validate_document
+from edgekd.core.stage import StageContext
 from edgekd.data import SplitData, build_splits
 from edgekd.distill.env import DistillEnv
 from edgekd.models import build_model
-from edgekd.stages.base import StageContext
 
 TEACHER_SPEC = {"name": "resnet_teacher", "kwargs": {"widths": [8, 16, 32], "depth": 1}}
 STUDENT_SPEC = {"name": "tiny_cnn", "kwargs": {"widths": [4, 8, 8]}}
