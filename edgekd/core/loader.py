@@ -20,6 +20,15 @@ from edgekd.core.validation import (
     load_yaml,
 )
 
+# The text pipeline's own stages before it ran on the common ones (docs/release-notes.md)
+TEXT_STAGES_BEFORE = {
+    "text_data": "the pipeline's data: block",
+    "text_teacher": "stage 'teacher'",
+    "text_distill": "stage 'distill'",
+    "text_export": "stages 'export_onnx' and 'convert_tflite'",
+    "text_benchmark": "stage 'benchmark'",
+}
+
 
 def validate_document(
     doc: Any, root: yaml.Node | None = None, where: str = "<pipeline>", overrides: list[Override] | None = None
@@ -58,9 +67,11 @@ def validate_document(
             )
             continue
         if not isinstance(raw["stage"], str) or raw["stage"] not in STAGES:
+            old = TEXT_STAGES_BEFORE.get(str(raw["stage"]))
             errors.append(
                 f"{where}:{_line_of(root, ('stages', i, 'stage'))}: stages[{i}].stage: "
-                + STAGES.unknown_message(str(raw["stage"]))
+                + (f"'{raw['stage']}' is now {old} (with task: text-embedding)" if old else "")
+                + ("" if old else STAGES.unknown_message(str(raw["stage"])))
             )
             continue
         try:

@@ -165,6 +165,10 @@ def test_one_stage_set_serves_both_tasks(tmp_path):
     with pytest.raises(EdgekdError, match=r"stages\[2\]\.stage: stage 'prune' has no form for task 'text-embedding'"):
         validate_document(doc)
     doc = _doc(tmp_path / "s.txt")
+    doc["stages"][1]["stage"] = "text_distill"  # the name before the text pipeline joined the common stages
+    with pytest.raises(EdgekdError, match=r"stages\[1\]\.stage: 'text_distill' is now stage 'distill' \(with task"):
+        validate_document(doc)
+    doc = _doc(tmp_path / "s.txt")
     doc["data"]["image_size"] = 32
     with pytest.raises(EdgekdError, match=r"data\.image_size: unknown key") as err:
         validate_document(doc)
