@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import torch
@@ -21,25 +21,161 @@ def save_state_dict(model: nn.Module, path: Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a checkpoint with ``weights_only=True``: a file holding code is refused, not run."""
+# Containers a training script stores beside the weights (timm's train.py: ``args``, an argparse.Namespace; Lightning:
+# its AttributeDict of hyper-parameters). They are read as inert records (_Record): never their real class, so no
+# code of theirs runs. A global that is not a class (a function) or comes from a module that reaches the system is
+# never read at all.
+_NEVER = frozenset(
+    [
+        "builtins",
+        "os",
+        "posix",
+        "nt",
+        "sys",
+        "subprocess",
+        "shutil",
+        "importlib",
+        "runpy",
+        "pickle",
+        "socket",
+        "ctypes",
+        "code",
+        "pty",
+        "webbrowser",
+        "io",
+        "tempfile",
+        "pathlib",
+        "functools",
+        "operator",
+        "types",
+    ]
+)
+_WHOLE_MODEL = ("torch.nn.modules.", "torch.nn.parameter.", "torch.jit.", "torch._dynamo.", "torch.fx.")
+WRAPPERS = ("state_dict", "model", "model_state_dict", "module", "net", "network", "weights")
+
+
+class _Record:
+    """Stand-in for a class a checkpoint names (an argparse.Namespace, a config object): keeps what the file holds
+    (``args``, ``state``), runs nothing."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.state = args, None
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class _Mapping:
+    """Stand-in for a dict subclass a checkpoint names (Lightning's AttributeDict): read as a plain dict."""
+
+    def __new__(cls, *args, **kwargs):
+        return {}
+
+
+def _readable_globals(path: Path) -> list[str]:
+    """Stand-ins for the classes (not functions) a checkpoint names beyond torch's allow-list; a whole pickled model
+    or a global that could reach the system is refused in one line."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # not a zip checkpoint (legacy format, or not a checkpoint at all): torch.load will say
+        return []
+    if any(n.startswith(_WHOLE_MODEL) for n in names):
+        raise ModelError(
+            f"'{path}' holds a whole pickled model (torch.save(model)), which cannot be read without running its "
+            "code: save the weights instead, torch.save(model.state_dict(), 'weights.pt'), and give that file"
+        )
+    refused = [
+        n
+        for n in names
+        if (n.split(".")[0] in _NEVER and n != "argparse.Namespace") or not n.rpartition(".")[2][:1].isupper()
+    ]
+    if refused:
+        raise ModelError(
+            f"'{path}' is not a loadable weights-only checkpoint: it names {refused[0]}, which a weights file never "
+            "needs (refused without reading it)"
+        )
+    return names
+
+
+def read_checkpoint(path: str | Path, prefer_ema: bool = False) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a checkpoint file and how they were found (``"state_dict of a timm train.py checkpoint"``).
+
+    ``.safetensors`` through safetensors; everything else through ``torch.load(weights_only=True)`` (a plain
+    state_dict, timm's ``.pth.tar`` with its ``args``, a Lightning ``.ckpt``): a file holding code is refused, never
+    run. The weights are taken from the usual wrappers (``state_dict``, ``model``, ...; ``state_dict_ema`` when
+    ``prefer_ema`` and present)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint '{path}' does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types (UnpicklingError, KeyError, RuntimeError...) on bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"'{path}' is not a loadable weights-only checkpoint: {first[:200]}") from None
-    # Accept the common wrappers: {"state_dict": ...} and {"model": ...}.
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model", "model_state_dict"):
-            if key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ModelError(f"reading '{path}' needs safetensors: pip install safetensors") from None
+        try:
+            return dict(load_file(str(path), device="cpu")), "safetensors"
+        except Exception as exc:
+            raise ModelError(f"'{path}' is not a readable safetensors file: {_first(exc)}") from None
+    names = _readable_globals(path)
+    for stand_in in (_Record, _Mapping):  # a container pickled as an object, else as a dict subclass
+        try:
+            with torch.serialization.safe_globals([(stand_in, n) for n in names]):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            break
+        except Exception as exc:  # torch.load raises many types (UnpicklingError, KeyError, RuntimeError...)
+            if names and stand_in is _Record and "SETITEM" in str(exc):
+                continue
+            raise ModelError(f"'{path}' is not a loadable weights-only checkpoint: {_first(exc)}") from None
+    how = "state_dict"
+    if isinstance(obj, dict) and not _is_state(obj):
+        keys = (["state_dict_ema"] if prefer_ema else []) + list(WRAPPERS)
+        found = next((k for k in keys if isinstance(obj.get(k), dict) and _is_state(obj[k])), None)
+        if found is None:
+            raise ModelError(
+                f"'{path}' holds no state_dict: none of its keys ({', '.join(map(str, list(obj)[:8]))}) is a mapping "
+                "of parameter names to tensors"
+            )
+        kind = "Lightning" if "pytorch-lightning_version" in obj or "lightning_version" in obj else (
+            "timm train.py" if "arch" in obj or isinstance(obj.get("args"), _Record) else "training")  # fmt: skip
+        how, obj = f"'{found}' of a {kind} checkpoint", obj[found]
+    if not isinstance(obj, dict) or not _is_state(obj):
         raise ModelError(f"'{path}' does not hold a state_dict (a mapping of parameter names to tensors)")
-    return obj
+    return dict(obj), how
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state_dict a checkpoint file holds (see :func:`read_checkpoint`)."""
+    return read_checkpoint(path)[0]
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def _is_state(obj: dict) -> bool:
+    return bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def match_prefix(state: dict[str, torch.Tensor], own: Collection[str]) -> tuple[dict[str, torch.Tensor], str]:
+    """Strip the prefix a training wrapper added (DDP ``module.``, Lightning ``model.``, torch.compile
+    ``_orig_mod.``, ...) so the names fit ``own``; keys outside the kept prefix are dropped. Returns the new state
+    and what was done ("" when the names already fit)."""
+    own = set(own)
+    if set(state) >= own:
+        return state, ""
+    best, best_hits = "", len(own & set(state))
+    prefixes = {k[: i + 1] for k in state for i, c in enumerate(k) if c == "." and k.count(".", 0, i) < 2}
+    for prefix in sorted(prefixes):
+        hits = sum(1 for k in state if k.startswith(prefix) and k[len(prefix) :] in own)
+        if hits > best_hits:
+            best, best_hits = prefix, hits
+    if not best:
+        return state, ""
+    kept = {k[len(best) :]: v for k, v in state.items() if k.startswith(best)}
+    dropped = len(state) - len(kept)
+    note = f"stripped '{best}' from {len(kept)} keys" + (f", ignored {dropped} keys outside it" if dropped else "")
+    return kept, note
 
 
 def non_finite_error(state: Mapping[str, torch.Tensor], path: str | Path, allow_inf: Collection[str] = ()) -> None:
@@ -57,10 +193,14 @@ def non_finite_error(state: Mapping[str, torch.Tensor], path: str | Path, allow_
             )
 
 
-def load_into(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a checkpoint into ``model``, failing with one line when it was saved for another architecture."""
-    state = load_state_dict(path)
+def load_into(model: nn.Module, path: str | Path, log: Callable[[str], None] | None = None) -> nn.Module:
+    """Load a checkpoint into ``model``, failing with one line when it was saved for another architecture; a wrapper's
+    prefix (DDP, Lightning, torch.compile) is stripped and said through ``log``."""
+    state, how = read_checkpoint(path)
     own = model.state_dict()
+    state, stripped = match_prefix(state, own)
+    if log is not None:
+        log(f"checkpoint '{path}': {how}" + (f"; {stripped}" if stripped else ""))
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     mismatched = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]

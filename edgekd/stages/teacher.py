@@ -55,7 +55,7 @@ def run_teacher(cfg: TeacherConfig, ctx, inputs) -> list:
     device = ctx.device()
     extra: dict = {"role": "teacher"}
     if cfg.checkpoint:
-        load_into(model, Path(cfg.checkpoint).expanduser())
+        load_into(model, Path(cfg.checkpoint).expanduser(), log=lambda msg: (ctx.note(msg), log(f"  {msg}")))
         extra["source"] = f"checkpoint {cfg.checkpoint}"
     else:
         res = fit(
