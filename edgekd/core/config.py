@@ -138,8 +138,10 @@ class TextDataConfig(Strict):
 
 class DataConfig(Strict):
     # none: no data stage; the pipeline's own stages bring their inputs
-    source: Literal["digits", "folder", "npz", "none"] = Field(
-        "digits", description="digits (bundled, 1,797 real 8x8 images), folder (path/<class>/<image>) or npz"
+    source: Literal["digits", "folder", "list", "npz", "none"] = Field(
+        "digits",
+        description="digits (bundled, 1,797 real 8x8 images), folder (path/<class>/<image>, or already split: "
+        "path/{train,val,test}/<class>/<image>), list (a .csv or .json of path,label[,split]) or npz",
     )
     path: str | None = Field(
         None, description="folder or .npz file (x, y; optional x_val/y_val, x_test/y_test, labels)"
@@ -165,9 +167,9 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
-        if self.source in ("folder", "npz") and not self.path:
+        if self.source in ("folder", "list", "npz") and not self.path:
             raise ValueError(f"data source '{self.source}' needs 'path'")
-        if self.source == "folder" and self.channels is None:
+        if self.source in ("folder", "list") and self.channels is None:
             self.channels = 3
         if self.source == "digits" and self.channels not in (None, 1):
             raise ValueError("the digits data set has 1 channel")

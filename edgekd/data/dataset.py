@@ -171,8 +171,13 @@ def build_splits(cfg, work_dir: Path | None = None) -> SplitData:
     n = len(raw.y)
     rest = np.arange(n)
     index: dict[str, np.ndarray] = {}
+    if raw.file_splits is not None:  # already split on disk: those splits as they are, the missing ones from train
+        for split in ("val", "test"):
+            if (raw.file_splits == split).any():
+                index[split] = np.flatnonzero(raw.file_splits == split)
+        rest = np.flatnonzero(raw.file_splits == "train")
     for split, frac in (("test", cfg.test_fraction), ("val", cfg.val_fraction)):
-        if split in given:
+        if split in given or split in index:
             continue
         # a fraction of the whole data set, taken from what is left
         keep, taken = _stratified_split(raw.y[rest], frac * n / max(len(rest), 1), rng)

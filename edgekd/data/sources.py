@@ -38,6 +38,8 @@ class RawData:
     files: list[Path] | None = None
     reader: Callable[[Path], np.ndarray] | None = None
     image_shape: tuple[int, int, int] | None = None
+    # A lazy source already split (train/ val/ test/ folders, a list with a split column): each file's split
+    file_splits: np.ndarray | None = None
 
 
 def resize(x: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
@@ -64,10 +66,24 @@ def load_digits_source(cfg) -> RawData:
     return RawData(resize(x, cfg.image_size), d.target.astype(np.int64), [str(i) for i in range(10)])
 
 
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _pixels(im, channels: int) -> np.ndarray:
+    """H x W (grey) or H x W x 3 (RGB) float32 in [0, 1], the same for every file mode: 8-bit modes through PIL's
+    conversions (alpha dropped, palettes expanded, as torchvision's loader does); 16-bit greyscale (PNG, TIFF) scaled
+    by 65535 instead of PIL's clip at 255, which would turn most of such a photo white."""
+    if im.mode in SIXTEEN_BIT:
+        grey = np.clip(np.asarray(im, dtype=np.float32), 0, 65535) / 65535.0
+        return grey if channels == 1 else np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
+
+
 def load_image(path: Path, channels: int, size: int | tuple[int, int]) -> np.ndarray:
     """One image file -> float32 C x H x W in [0, 1]: the single-image preprocessing of training and of inference.
 
-    Decode, convert to grey (PIL mode "L") or RGB, scale to [0, 1], then :func:`resize` on the float image. The image
+    Decode, convert to grey (PIL mode "L") or RGB (16-bit greyscale: see :func:`_pixels`), scale to [0, 1], then
+    :func:`resize` on the float image. The image
     folder source and ``edgekd predict`` both call this; exported models record these steps in their metadata.
     """
     from PIL import Image, UnidentifiedImageError
@@ -79,7 +95,7 @@ def load_image(path: Path, channels: int, size: int | tuple[int, int]) -> np.nda
             with Image.open(path) as im:
                 if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:
                     raise Image.DecompressionBombError(f"{im.size[0]}x{im.size[1]} pixels")
-                arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
+                arr = _pixels(im, channels)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         found = re.search(r"\d+x\d+ pixels|\d+ pixels", str(exc))
         raise DataError(
@@ -92,23 +108,44 @@ def load_image(path: Path, channels: int, size: int | tuple[int, int]) -> np.nda
     return resize(arr[None], size)[0]
 
 
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def _class_dirs(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _presplit(root: Path) -> dict[str, Path] | None:
+    """``root/{train,val,test}/<class>/<image>`` (``valid``/``validation`` for val; test optional): split -> folder."""
+    subdirs = _class_dirs(root)
+    if "train" not in subdirs or not set(subdirs) <= set(SPLIT_FOLDERS):
+        return None
+    return {SPLIT_FOLDERS[d]: root / d for d in subdirs}
+
+
 @SOURCES.register("folder")
 def load_folder_source(cfg) -> RawData:
-    """An image-folder tree: ``root/<class name>/<image>``; classes sorted by name."""
+    """An image-folder tree: ``root/<class name>/<image>``, or already split as ``root/train/<class>/<image>`` with
+    ``val/`` (or ``valid/``, ``validation/``) and optionally ``test/`` beside it, the layout of ImageNet, Kaggle and
+    most exports. Classes are sorted by name (across the splits); a split that is not there is drawn from train."""
     root = Path(cfg.path).expanduser()
     if not root.is_dir():
         raise DataError(f"dataset folder '{root}' does not exist")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = _presplit(root) or {"": root}
+    classes = sorted({c for folder in folders.values() for c in _class_dirs(folder)})
     if not classes:
         raise DataError(f"dataset folder '{root}' has no class subfolders (expected root/<class>/<image>)")
     paths: list[Path] = []
     ys: list[int] = []
-    for idx, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"class folder '{root / name}' has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        paths += files
-        ys += [idx] * len(files)
+    splits: list[str] = []
+    for split, folder in folders.items():
+        for idx, name in enumerate(classes):
+            files = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files and (split in ("", "train") or (folder / name).is_dir()):
+                raise DataError(f"class folder '{folder / name}' has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            paths += files
+            ys += [idx] * len(files)
+            splits += [split or "any"] * len(files)
     return RawData(
         None,
         np.asarray(ys, dtype=np.int64),
@@ -116,6 +153,49 @@ def load_folder_source(cfg) -> RawData:
         files=paths,
         reader=lambda p: load_image(p, cfg.channels, cfg.image_size),
         image_shape=(cfg.channels, cfg.image_size, cfg.image_size),
+        file_splits=None if "" in folders else np.asarray(splits),
+    )
+
+
+@SOURCES.register("list")
+def load_list_source(cfg) -> RawData:
+    """A list of images: ``.csv`` with a header ``path,label`` (optional ``split``: train / val / test) or ``.json``
+    (a list of ``{"path", "label", "split"?}``). Paths are relative to the list's folder; labels are class names,
+    sorted."""
+    import csv
+    import json
+
+    path = Path(cfg.path).expanduser()
+    if not path.is_file():
+        raise DataError(f"image list '{path}' does not exist")
+    try:
+        if path.suffix.lower() == ".json":
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            with open(path, newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise DataError(f"image list '{path}' is not readable CSV/JSON: {str(exc).splitlines()[0][:120]}") from None
+    if not isinstance(rows, list) or not rows:
+        raise DataError(f"image list '{path}' holds no rows (expected path,label[,split])")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not row.get("path") or row.get("label") in (None, ""):
+            raise DataError(f"image list '{path}', row {i + 1}: needs 'path' and 'label'")
+        if row.get("split") not in (None, "", "train", "val", "test"):
+            raise DataError(f"image list '{path}', row {i + 1}: split '{row['split']}' is not train, val or test")
+    classes = sorted({str(r["label"]) for r in rows})
+    if len(classes) > MAX_CLASSES:
+        raise DataError(f"image list '{path}' names {len(classes):,} classes; edgekd handles at most {MAX_CLASSES:,}")
+    index = {c: i for i, c in enumerate(classes)}
+    has_splits = any(r.get("split") for r in rows)
+    return RawData(
+        None,
+        np.asarray([index[str(r["label"])] for r in rows], dtype=np.int64),
+        classes,
+        files=[(path.parent / str(r["path"])).expanduser() for r in rows],
+        reader=lambda p: load_image(p, cfg.channels, cfg.image_size),
+        image_shape=(cfg.channels, cfg.image_size, cfg.image_size),
+        file_splits=np.asarray([r.get("split") or "train" for r in rows]) if has_splits else None,
     )
 
 
