@@ -68,13 +68,21 @@ class ModelSpec(Strict):
         alias="import",
         description="a user model as package.module:Class (called with in_channels, num_classes, kwargs)",
     )
+    hf: str | None = added_later(
+        None,
+        description="a folder holding a Hugging Face image-classification model (save_pretrained: config.json + "
+        "weights); read locally, never downloaded",
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the model's constructor")
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
-        if (self.name is None) == (self.import_ is None):
-            raise ValueError("give exactly one of 'name' (a zoo model) or 'import' (package.module:Class)")
+        if sum(v is not None for v in (self.name, self.import_, self.hf)) != 1:
+            raise ValueError(
+                "give exactly one of 'name' (a zoo model), 'import' (package.module:Class) or 'hf' (a saved Hugging "
+                "Face model folder)"
+            )
         if self.name is not None:
             from edgekd.models import MODELS  # the package registers the zoo
 
@@ -83,7 +91,8 @@ class ModelSpec(Strict):
         return self
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "import": self.import_, "kwargs": self.kwargs}
+        spec = {"name": self.name, "import": self.import_, "kwargs": self.kwargs}
+        return {**spec, "hf": self.hf} if self.hf is not None else spec
 
 
 class TrainConfig(Strict):

@@ -1,4 +1,5 @@
-"""The single model factory: a zoo name or a user's ``package.module:Class`` import path, plus ``kwargs``."""
+"""The single model factory: a zoo name or a user's ``package.module:Class`` import path, plus ``kwargs``; or a
+Hugging Face image-classification model saved in a local folder (edgekd.models.hf)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from edgekd.models.registry import MODELS, _first_line, import_object
 
 def build_model(spec: dict, in_channels: int, num_classes: int) -> nn.Module:
     """Build a model from a spec ``{"name": ...}`` or ``{"import": "pkg.mod:Class"}`` plus ``kwargs``."""
+    if spec.get("hf"):
+        from edgekd.models.hf import build_hf
+
+        return build_hf(spec["hf"], in_channels, num_classes)
     kwargs = {"in_channels": in_channels, "num_classes": num_classes, **(spec.get("kwargs") or {})}
     if spec.get("name"):
         factory = MODELS.get(spec["name"])
