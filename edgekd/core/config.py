@@ -115,6 +115,19 @@ class AugmentConfig(Strict):
     enabled: bool = Field(True, description="augment training images")
     max_shift: float = Field(2.0, ge=0, le=64, description="pixels")
     max_rotate_deg: float = Field(10.0, ge=0, le=180, description="largest random rotation, degrees")
+    crop_scale: tuple[float, float] = added_later(
+        (1.0, 1.0),
+        description="random-resized crop: the share of the image area kept, drawn in this range (aspect 3/4 to "
+        "4/3, at a random place), then resized back; (1, 1) is off. Photos: (0.35, 1)",
+    )
+    hflip: bool = added_later(False, description="mirror a random half of the training images left to right")
+
+    @model_validator(mode="after")
+    def _crop(self) -> AugmentConfig:
+        lo, hi = self.crop_scale
+        if not 0.05 <= lo <= hi <= 1:
+            raise ValueError("crop_scale must be (low, high) with 0.05 <= low <= high <= 1")
+        return self
 
 
 class TextDataConfig(Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 import tempfile
 import warnings
@@ -223,22 +224,45 @@ def augment(x: torch.Tensor, gen: torch.Generator, max_shift: float, max_rotate_
     return warp(x, draw_augment(len(x), x.shape[2], gen, max_shift, max_rotate_deg))
 
 
-def draw_augment(n: int, size: int, gen: torch.Generator, max_shift: float, max_rotate_deg: float) -> torch.Tensor:
-    """The random part of ``augment``: per image (angle in radians, x shift, y shift in grid units), n x 3.
+def draw_augment(
+    n: int,
+    size: int,
+    gen: torch.Generator,
+    max_shift: float,
+    max_rotate_deg: float,
+    crop_scale: tuple[float, float] = (1.0, 1.0),
+    hflip: bool = False,
+) -> torch.Tensor:
+    """The random part of ``augment``: per image (angle in radians, x shift, y shift in grid units), n x 3; with a
+    random-resized crop or flips, four more columns (x scale with the flip's sign, y scale, crop centre x, y): n x 7.
+    Off, nothing more is drawn, so the random stream of a pipeline without them is what it always was.
 
     Separate from the warp so that a draw can be stored and replayed (cached teacher views) or made for a whole batch
     and then split between processes (distributed training sees the views one process would).
     """
     ang = (torch.rand(n, generator=gen) * 2 - 1) * (max_rotate_deg * torch.pi / 180)
     shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (2 * max_shift / size)
-    return torch.cat([ang[:, None], shift], 1)
+    cols = [ang[:, None], shift]
+    if tuple(crop_scale) != (1.0, 1.0) or hflip:
+        lo, hi = crop_scale
+        area = lo + (hi - lo) * torch.rand(n, generator=gen)
+        ratio = torch.exp((torch.rand(n, generator=gen) * 2 - 1) * math.log(4 / 3))
+        sx, sy = (area * ratio).sqrt().clamp(max=1.0), (area / ratio).sqrt().clamp(max=1.0)
+        centre = (torch.rand(n, 2, generator=gen) * 2 - 1) * (1 - torch.stack([sx, sy], 1))  # the crop stays inside
+        flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if hflip else torch.ones(n)
+        cols += [(sx * flip)[:, None], sy[:, None], centre]
+    return torch.cat(cols, 1)
 
 
 def warp(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Apply drawn augmentation ``params`` (from ``draw_augment``) to images ``x``."""
-    ang, shift = params[:, 0], params[:, 1:]
+    ang, shift = params[:, 0], params[:, 1:3]
     cos, sin = torch.cos(ang), torch.sin(ang)
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    if params.shape[1] == 7:  # rotation after the crop's scale (and mirror), centred on the crop
+        sx, sy, cx, cy = params[:, 3], params[:, 4], params[:, 5] + shift[:, 0], params[:, 6] + shift[:, 1]
+        theta = torch.stack([torch.stack([cos * sx, -sin * sy, cx], 1), torch.stack([sin * sx, cos * sy, cy], 1)], 1)
+    else:
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = torch.nn.functional.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return torch.nn.functional.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
 

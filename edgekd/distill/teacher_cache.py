@@ -100,8 +100,10 @@ class TeacherCache:
         self.params = None
         self.offset = np.zeros(n, dtype=np.int64)
         if self.mode == "views":
-            self.params = draw_augment(n * self.k, self.x.shape[2], gen, aug.max_shift, aug.max_rotate_deg)
-            self.params = self.params.view(self.k, n, 3).transpose(0, 1).contiguous()  # (n, k, 3)
+            self.params = draw_augment(
+                n * self.k, self.x.shape[2], gen, aug.max_shift, aug.max_rotate_deg, aug.crop_scale, aug.hflip
+            )
+            self.params = self.params.view(self.k, n, -1).transpose(0, 1).contiguous()  # (n, k, 3 or 7)
             self.offset = torch.randint(self.k, (n,), generator=gen).numpy()
         self.logits: list[torch.Tensor] | None = None  # per teacher: (n, k, classes), float32, CPU
         self._pending: tuple[torch.Tensor, float] | None = None  # (row index into n*k, fingerprint)

@@ -107,7 +107,11 @@ def epoch_batches(
     order = torch.randperm(len(y), generator=gen).numpy()
     for i in range(0, len(y), batch_size):
         batch = order[i : i + batch_size]
-        params = draw_augment(len(batch), x.shape[2], gen, aug.max_shift, aug.max_rotate_deg) if aug.enabled else None
+        params = (
+            draw_augment(len(batch), x.shape[2], gen, aug.max_shift, aug.max_rotate_deg, aug.crop_scale, aug.hflip)
+            if aug.enabled
+            else None
+        )
         pos, idx, weight = distributed.shard_batch(batch)
         # fancy indexing copies just this batch out of a (possibly memory-mapped, read-only) array
         xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
