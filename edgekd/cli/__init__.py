@@ -12,6 +12,7 @@ from edgekd.cli._common import FlagsCommand, FlagsGroup
 from edgekd.cli.bench import bench
 from edgekd.cli.data import synth_photos
 from edgekd.cli.init import init, templates
+from edgekd.cli.layers import layers
 from edgekd.cli.model import inspect, predict
 from edgekd.cli.run import run, validate
 
@@ -49,6 +50,7 @@ app.command(cls=FlagsCommand)(inspect)  # edgekd inspect MODEL
 app.command(cls=FlagsCommand)(templates)  # edgekd templates
 app.command(cls=FlagsCommand)(init)  # edgekd init [TEMPLATE] [DIR]
 app.command("synth-photos", cls=FlagsCommand)(synth_photos)  # edgekd synth-photos DIR
+app.command(cls=FlagsCommand)(layers)  # edgekd layers MODEL
 
 
 def entry() -> None:
