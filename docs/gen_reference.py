@@ -110,10 +110,15 @@ def yaml_reference() -> str:
     ]
     seen: set[type] = set()
     pending: list[type[BaseModel]] = []
-    text, nested = _section("Top level", PipelineConfig, "A pipeline file is one mapping with these keys.")
-    out.append(text)
-    seen.add(PipelineConfig)
-    pending += nested
+
+    def add(title: str, model: type[BaseModel], intro: str = "", skip: set[str] = frozenset()) -> None:
+        """One section for ``model``; the blocks its fields name follow under "Nested blocks"."""
+        text, nested = _section(title, model, intro, skip)
+        out.append(text)
+        seen.add(model)
+        pending.extend(nested)
+
+    add("Top level", PipelineConfig, "A pipeline file is one mapping with these keys.")
     out += [
         "## Stages",
         "",
@@ -126,39 +131,21 @@ def yaml_reference() -> str:
         for task, stage in STAGES.get(name).forms.items():
             doc = (stage.doc or "").strip().splitlines()[0] if stage.doc else ""
             title = f"`stage: {name}`" + ("" if task == IMAGE else f" (task: {task})")
-            text, nested = _section(title, stage.config_cls, doc, skip=common)
-            out.append(text)
-            seen.add(stage.config_cls)
-            pending += nested
+            add(title, stage.config_cls, doc, skip=common)
     out += ["## The data block of each task", ""]
     for task, kind in DATA_CONFIGS.items():
-        text, nested = _section(f"`data:` (task: {task})", kind, (kind.__doc__ or "").strip().replace("\n", " "))
-        out.append(text)
-        seen.add(kind)
-        pending += nested
+        add(f"`data:` (task: {task})", kind, (kind.__doc__ or "").strip().replace("\n", " "))
     out += ["## Distillation loss terms", "", "Entries of a distill stage's `terms` list, chosen by `kind`.", ""]
     for kind in LOSSES.names():
-        text, nested = _section(f"`kind: {kind}`", LOSSES.get(kind).config_cls)
-        out.append(text)
-        seen.add(LOSSES.get(kind).config_cls)
-        pending += nested
+        add(f"`kind: {kind}`", LOSSES.get(kind).config_cls)
     out += ["## Distillation strategies", "", "A distill stage's `strategy`, chosen by `kind`.", ""]
     for kind in STRATEGIES.names():
-        text, nested = _section(f"`kind: {kind}`", STRATEGIES.get(kind).config_cls)
-        out.append(text)
-        seen.add(STRATEGIES.get(kind).config_cls)
-        pending += nested
+        add(f"`kind: {kind}`", STRATEGIES.get(kind).config_cls)
     out += ["## Nested blocks", ""]
     while pending:
         model = pending.pop(0)
-        if model in seen:
-            continue
-        seen.add(model)
-        text, nested = _section(
-            model.__name__, model, (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
-        )
-        out.append(text)
-        pending += nested
+        if model not in seen:
+            add(model.__name__, model, (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "))
     return "\n".join(out).rstrip() + "\n"
 
 

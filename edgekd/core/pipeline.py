@@ -188,35 +188,41 @@ class _WorkerContext(StageContext):
         return None if self.resume_dir is None else self.resume_dir / f"{name}.ckpt"
 
 
-def _run_stage_everywhere(
-    stage: Stage,
-    cfg: StageConfig,
-    pipeline: PipelineConfig,
-    inputs: dict[str, Artifact],
-    out_dir: Path,
-    key: str,
-    earlier: list[dict],
-) -> StageResult:
+@dataclass(frozen=True)
+class StageJob:
+    """One stage to run now: its config, the artifacts it reads, where it writes, its cache key, the stages before."""
+
+    stage: Stage
+    cfg: StageConfig
+    pipeline: PipelineConfig
+    inputs: dict[str, Artifact]
+    out_dir: Path
+    key: str
+    earlier: list[dict]
+
+
+def _run_stage_everywhere(job: StageJob) -> StageResult:
     """Run a stage; under torchrun a ``distributed`` stage runs on every rank and any other on rank 0 alone.
 
     Either way rank 0 alone writes the stage's folder and manifest, and every rank continues with rank 0's outputs.
     The other ranks' copies of a distributed stage write into a scratch folder that is deleted.
     """
+    stage, cfg = job.stage, job.cfg
     if not distributed.is_distributed():
-        return _run_stage(stage, cfg, pipeline, inputs, out_dir, key, earlier)
+        return _run_stage(job)
     if stage.distributed and not distributed.is_main():
         scratch = Path(tempfile.mkdtemp(prefix=f"edgekd-rank{distributed.rank()}-"))
-        resume = _resume_dir(out_dir, cfg, key)
-        cache = rundir.real_dir(out_dir.parent, ".cache")
-        ctx = _WorkerContext(scratch, pipeline, cfg.id, resume, cache_key=key, cache_dir=cache)
+        resume = _resume_dir(job.out_dir, cfg, job.key)
+        cache = rundir.real_dir(job.out_dir.parent, ".cache")
+        ctx = _WorkerContext(scratch, job.pipeline, cfg.id, resume, cache_key=job.key, cache_dir=cache)
         try:
             with distributed.all_ranks():
-                _call_stage(stage, cfg, ctx, inputs)
+                _call_stage(stage, cfg, ctx, job.inputs)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     # a stage rank 0 runs alone trains as one process (all_ranks off): the other ranks are not training with it
     with distributed.all_ranks(stage.distributed):
-        return distributed.on_main(partial(_run_stage, stage, cfg, pipeline, inputs, out_dir, key, earlier), cfg.id)
+        return distributed.on_main(partial(_run_stage, job), cfg.id)
 
 
 def _main_only_lock(run_dir: Path) -> AbstractContextManager:
@@ -241,22 +247,17 @@ def _main_only_tracking(pipeline: PipelineConfig, run_dir: Path) -> AbstractCont
     return track_run(pipeline, run_dir) if distributed.is_main() else nullcontext(RunTracking(Tracker()))
 
 
-def _run_stage(
-    stage: Stage,
-    cfg: StageConfig,
-    pipeline: PipelineConfig,
-    inputs: dict[str, Artifact],
-    out_dir: Path,
-    key: str,
-    earlier: list[dict],
-) -> StageResult:
+def _run_stage(job: StageJob) -> StageResult:
+    stage, cfg, pipeline, inputs, out_dir, key = job.stage, job.cfg, job.pipeline, job.inputs, job.out_dir, job.key
     ensure_free_space(out_dir.parent, 0, f"run stage '{cfg.id}'")
     staging = rundir.child(rundir.real_dir(out_dir.parent, ".staging"), out_dir.name)
     rundir.remove(staging)
     staging.mkdir()
     resume = _resume_dir(out_dir, cfg, key)
     cache = rundir.real_dir(out_dir.parent, ".cache")
-    ctx = StageContext(staging, pipeline, cfg.id, resume_dir=resume, cache_key=key, cache_dir=cache, earlier=earlier)
+    ctx = StageContext(
+        staging, pipeline, cfg.id, resume_dir=resume, cache_key=key, cache_dir=cache, earlier=job.earlier
+    )
     t0 = time.perf_counter()
     outputs = _call_stage(stage, cfg, ctx, inputs)
     seconds = time.perf_counter() - t0
@@ -317,7 +318,7 @@ def run_pipeline(pipeline: PipelineConfig, run_dir: str | Path | None = None, fo
                 console.detail(f"  [dim]{out_dir}, cache key {key[:16]}, inputs: {', '.join(inputs) or 'none'}[/]")
                 console.stage_begins()
                 earlier = [r.timing() for r in results]
-                res = _run_stage_everywhere(stage, cfg, pipeline, inputs, out_dir, key, earlier)
+                res = _run_stage_everywhere(StageJob(stage, cfg, pipeline, inputs, out_dir, key, earlier))
                 log(f"[green]✓[/] {cfg.id}: done in {res.seconds:.1f} s")
             results.append(res)
             tracking.stage(res)

@@ -210,17 +210,31 @@ def cells(
     topk = next((v for k, v in variant.items() if k.startswith("top") and k.endswith("_overlap")), None)
     speedup = as_float(variant.get("speedup_vs_teacher_onnx"))
     return [
+        *_file_cells(variant, error_width),
+        fmt_num(variant.get("mean_cosine"), 3),
+        fmt_num(variant.get("spearman"), 3),
+        fmt_num(topk, 3),
+        fmt_pct(variant.get("probe_accuracy")),
+        MISSING if speedup is None else f"{speedup:.1f}×",
+        *_speed_cells(variant, sep),
+    ]
+
+
+def _file_cells(variant: dict[str, Any], error_width: int | None) -> list[str]:
+    """The columns every task's table starts with: variant, format, precision, status, size, params."""
+    return [
         display_name(variant),
         str(variant.get("format") or MISSING),
         str(variant.get("precision") or MISSING),
         status_text(variant, error_width),
         fmt_kb(variant.get("size_bytes")),
         fmt_count(variant.get("params")),
-        fmt_num(variant.get("mean_cosine"), 3),
-        fmt_num(variant.get("spearman"), 3),
-        fmt_num(topk, 3),
-        fmt_pct(variant.get("probe_accuracy")),
-        MISSING if speedup is None else f"{speedup:.1f}×",
+    ]
+
+
+def _speed_cells(variant: dict[str, Any], sep: str) -> list[str]:
+    """The columns every task's table ends with: latency, throughput, peak memory."""
+    return [
         fmt_latency(variant.get("latency_ms"), sep),
         fmt_num(variant.get("throughput_ips"), 1),
         fmt_num(variant.get("peak_rss_mb"), 1),
@@ -230,20 +244,13 @@ def cells(
 def variant_cells(variant: dict[str, Any], error_width: int | None = None, latency_sep: str = " / ") -> list[str]:
     """Plain-text cells for one variant, in :data:`COLUMNS` order; callers escape for their output format."""
     return [
-        display_name(variant),
-        str(variant.get("format") or MISSING),
-        str(variant.get("precision") or MISSING),
-        status_text(variant, error_width),
-        fmt_kb(variant.get("size_bytes")),
-        fmt_count(variant.get("params")),
+        *_file_cells(variant, error_width),
         fmt_count(variant.get("macs")),
         fmt_pct(variant.get("accuracy")),
         fmt_points(variant.get("acc_vs_fp32")),
         fmt_points(variant.get("acc_vs_teacher")),
         fmt_pct(variant.get("teacher_agreement")),
-        fmt_latency(variant.get("latency_ms"), latency_sep),
-        fmt_num(variant.get("throughput_ips"), 1),
-        fmt_num(variant.get("peak_rss_mb"), 1),
+        *_speed_cells(variant, latency_sep),
     ]
 
 

@@ -68,17 +68,22 @@ def _inputs(cfg: BenchmarkConfig, store) -> list[str]:
     return require(store, cfg.id, "dataset", "teacher", *dict.fromkeys(names))
 
 
-def export_pt2(art: Artifact, path: Path) -> Path:
+def save_program(model, args: tuple, path: Path) -> Path:
     """Save a torch model as a torch.export program so the agent can run it without edgekd's model code."""
     import torch
 
-    model = load_torch_model(art)
     buf = io.BytesIO()  # a buffer: torch.export.save warns about (and names entries after) non-.pt2 temp names
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prog = torch.export.export(model, (torch.zeros(tuple(art.meta["input_shape"])),))
-        torch.export.save(prog, buf)
+        torch.export.save(torch.export.export(model, args), buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def export_pt2(art: Artifact, path: Path) -> Path:
+    """An image model's program, traced on a zero batch of its input shape."""
+    import torch
+
+    return save_program(load_torch_model(art), (torch.zeros(tuple(art.meta["input_shape"])),), path)
 
 
 def variant_name(art: Artifact) -> str:
@@ -208,13 +213,14 @@ def run_benchmark(cfg: BenchmarkConfig, ctx, inputs) -> list[Benchmark]:
 # the teacher's ONNX fp32 file measured on the same device with the same threads.
 
 
-class TextBenchmarkConfig(StageConfig):
-    threads: int = Field(1, ge=1, le=256, description="threads for every runtime")
+class TextBenchmarkConfig(BenchmarkConfig):
+    """The image form's options (and its device checks: a listed profile must load, an edited one re-measures),
+    with the text defaults."""
+
     warmup: int = Field(10, ge=0, le=100_000, description="untimed runs before timing")
     runs: int = Field(100, ge=1, le=1_000_000, description="timed runs at batch 1")
     eval_limit: int | None = Field(None, ge=20, description="judge embeddings on at most this many test sentences")
     models: list[str] | None = Field(None, description="artifact names (default: every text model)")
-    devices: list[str] = Field(["local"], min_length=1, description="device profiles: names in devices/ or paths")
     k: int = Field(10, ge=1, le=1000, description="neighbours compared for retrieval agreement")
 
 
@@ -228,21 +234,11 @@ def _text_inputs(cfg: TextBenchmarkConfig, store) -> list[str]:
     return require(store, cfg.id, "text_tokens", "text_teacher", *dict.fromkeys(names))
 
 
-def _export_pt2(art: Artifact, path: Path) -> Path:
-    import torch
-
-    from edgekd.text.models import export_inputs
-
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.export.save(torch.export.export(load_text_model(art), export_inputs(art.meta["max_length"])), buf)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
 def _variant(art: Artifact, out: Path, vocab: list[str]) -> Variant:
     if art.kind == "torch":
-        model = _export_pt2(art, out / f"{art.name}.pt2")
+        from edgekd.text.models import export_inputs
+
+        model = save_program(load_text_model(art), export_inputs(art.meta["max_length"]), out / f"{art.name}.pt2")
         md = {**{k: v for k, v in art.meta.items() if k != "history"}, "vocab": vocab}
         name = f"{art.name}/pytorch"
     else:

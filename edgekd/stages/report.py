@@ -10,7 +10,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from edgekd import __version__
 from edgekd.core.artifacts import Report
-from edgekd.core.config import TEXT, StageConfig
+from edgekd.core.config import IMAGE, TEXT, StageConfig
 from edgekd.core.stage import register_stage, require
 from edgekd.distill.describe import method_line, method_summary
 from edgekd.report.fmt import add_accuracy_deltas, failure_notes, pareto_frontier
@@ -68,8 +68,6 @@ def _inputs(cfg: ReportConfig, store) -> list[str]:
 @register_stage("report", ReportConfig, _inputs, ("matplotlib",))
 def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
     """Write the report files; report.json is written last."""
-    from edgekd.report import write_report
-
     bench = json.loads(inputs["benchmark"].path.read_text())
     rows = add_accuracy_deltas(bench["rows"])
     notes = failure_notes(rows) + list(bench.get("notes") or [])
@@ -81,22 +79,36 @@ def run_report(cfg: ReportConfig, ctx, inputs) -> list[Report]:
     if any(r.get("precision", "").startswith("dynamic") for r in rows):
         notes.append("dynamic-range files hold int8 weights but compute in float: they are not int8 models")
     figures = compute_figures(rows, cfg.goals.variant) if cfg.figures else []
-    report = {
-        "pipeline": cfg.title or ctx.pipeline.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "edgekd_version": __version__,
-        "host": bench.get("host") or {},
-        "threads": bench["threads"],
-        "n_test": bench.get("n_test"),
-        "warmup": bench.get("warmup"),
-        "runs": bench.get("runs"),
-        "variants": rows,
-        "devices": bench.get("devices") or {},
+    findings = {
         "figures": figures,
         "goals": check_goals(figures, cfg.goals),
         "notes": notes,
         "distillation": distillation,
         "pareto_frontier": frontier(rows),
+    }
+    return _write(cfg, ctx, bench, bench.get("n_test"), rows, {}, findings)
+
+
+def _write(cfg, ctx, bench: dict, n_test, rows: list[dict], measured: dict, findings: dict) -> list[Report]:
+    """report.json (last), report.md, report.html and the plots: what every task's report holds around its own
+    ``measured`` facts and ``findings`` (figures, goals, notes, frontier)."""
+    from edgekd.report import write_report
+
+    task = ctx.pipeline.task
+    report = {
+        "pipeline": cfg.title or ctx.pipeline.name,
+        **({"task": task} if task != IMAGE else {}),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "edgekd_version": __version__,
+        "host": bench.get("host") or {},
+        "threads": bench["threads"],
+        "n_test": n_test,
+        "warmup": bench.get("warmup"),
+        "runs": bench.get("runs"),
+        **measured,
+        "variants": rows,
+        "devices": bench.get("devices") or {},
+        **findings,
         "stages": list(ctx.earlier),
         "versions": versions(),
         "config": ctx.pipeline.model_dump(mode="json", by_alias=True),
@@ -119,8 +131,6 @@ def _text_inputs(cfg: TextReportConfig, store) -> list[str]:
 @register_stage("report", TextReportConfig, _text_inputs, ("matplotlib",), task=TEXT)
 def run_text_report(cfg: TextReportConfig, ctx, inputs) -> list[Report]:
     """The same report files for text students: embeddings judged against the teacher's instead of labels."""
-    from edgekd.report import write_report
-
     bench = json.loads(inputs["benchmark"].path.read_text())
     rows = bench["rows"]
     notes = failure_notes(rows)
@@ -129,28 +139,12 @@ def run_text_report(cfg: TextReportConfig, ctx, inputs) -> list[Report]:
             f"a linear probe on the teacher's own embeddings scores {bench['teacher_probe_accuracy']:.4f}: the "
             "ceiling for the students' probe accuracy"
         )
-    report = {
-        "pipeline": cfg.title or ctx.pipeline.name,
-        "task": TEXT,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "edgekd_version": __version__,
-        "host": bench.get("host") or {},
-        "threads": bench["threads"],
-        "n_test": bench.get("n_eval"),
-        "warmup": bench.get("warmup"),
-        "runs": bench.get("runs"),
-        "max_length": bench.get("max_length"),
-        "teacher_params": bench.get("teacher_params"),
-        "variants": rows,
-        "devices": bench.get("devices") or {},
+    measured = {"max_length": bench.get("max_length"), "teacher_params": bench.get("teacher_params")}
+    findings = {
         "figures": [],
         "goals": [],
         "notes": notes,
         "distillation": [],
         "pareto_frontier": frontier(rows, "spearman"),
-        "stages": list(ctx.earlier),
-        "versions": versions(),
-        "config": ctx.pipeline.model_dump(mode="json", by_alias=True),
     }
-    paths = write_report(report, ctx.out_dir)
-    return [Report("report", paths["json"], {"files": sorted(p.name for p in paths.values())})]
+    return _write(cfg, ctx, bench, bench.get("n_eval"), rows, measured, findings)
