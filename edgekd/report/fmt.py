@@ -30,20 +30,13 @@ COLUMNS: tuple[str, ...] = (
 
 # The text-embedding task's rows: embeddings judged against the teacher's (edgekd.text.metrics) instead of labels.
 TEXT_COLUMNS: tuple[str, ...] = (
-    "Variant",
-    "Format",
-    "Precision",
-    "Status",
-    "Size (KB)",
-    "Params",
+    *COLUMNS[:6],  # variant, format, precision, status, size, params: as for images
     "Cosine",
     "Spearman",
     "Top-k overlap",
     "Probe acc %",
     "× teacher ONNX",
-    "Latency mean / p50 / p90 / p99 ms",
-    "Throughput/s",
-    "Peak RSS MB",
+    *COLUMNS[-3:],  # latency, throughput, peak RSS
 )
 
 # Columns holding numbers: renderers right-align these so digits line up.
