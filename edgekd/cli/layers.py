@@ -12,7 +12,11 @@ from edgekd.cli._common import guard
 
 
 def _spec(model: str) -> dict:
-    """A zoo name, ``package.module:Class``, or a folder holding a saved Hugging Face model."""
+    """A zoo name, ``timm:NAME``, ``torchvision:NAME``, ``package.module:Class``, or a folder holding a saved Hugging
+    Face model."""
+    library, colon, name = model.partition(":")
+    if colon and library in ("timm", "torchvision"):
+        return {library: name}
     if ":" in model:
         return {"import": model}
     if Path(model).expanduser().is_dir():
@@ -30,7 +34,7 @@ def layer_table(model: str, channels: int, size: int, classes: int) -> list[tupl
 
     if not (1 <= channels <= 4 and 8 <= size <= 1024 and 1 <= classes <= 100_000):
         raise ConfigError("--channels must be 1..4, --size 8..1024 and --classes 1..100000")
-    net = build_model(_spec(model), channels, classes).eval()
+    net = build_model(_spec(model), channels, classes, pretrained=False).eval()
     names = layer_names(net)
     taps = FeatureTaps(net, names)
     try:
@@ -49,7 +53,9 @@ def layer_table(model: str, channels: int, size: int, classes: int) -> list[tupl
 
 
 def layers(
-    model: Annotated[str, typer.Argument(help="A zoo name, package.module:Class, or a saved Hugging Face folder.")],
+    model: Annotated[
+        str, typer.Argument(help="A zoo name, timm:NAME, torchvision:NAME, pkg.module:Class, or a saved HF folder.")
+    ],
     channels: Annotated[int, typer.Option("--channels", help="Input channels.")] = 3,
     size: Annotated[int, typer.Option("--size", help="Input side in pixels.")] = 32,
     classes: Annotated[int, typer.Option("--classes", help="Classes of the head.")] = 10,

@@ -31,7 +31,7 @@ def _build(pipeline: PipelineConfig, cfg: StageConfig):
     classes = pipeline.data.model_io()[1]
     try:
         with step(f"building {spec.get('name') or spec.get('import')}"):
-            return build_model(spec, _example(pipeline).shape[1], classes).eval()
+            return build_model(spec, _example(pipeline).shape[1], classes, pretrained=False).eval()
     except EdgekdError:
         return None  # the stage that builds it reports that
 

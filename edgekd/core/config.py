@@ -60,7 +60,8 @@ def key_dump(cfg: BaseModel, exclude: set[str] = frozenset()) -> dict:
 
 
 class ModelSpec(Strict):
-    """A model from the zoo (``name``) or the user's own class (``import: package.module:Class``)."""
+    """A model from the zoo (``name``), the user's own class (``import: package.module:Class``), timm or torchvision
+    by name, or a saved Hugging Face folder; ``pretrained`` loads a local weights file into it."""
 
     name: str | None = Field(None, description="a zoo model's name")
     import_: str | None = Field(
@@ -73,26 +74,44 @@ class ModelSpec(Strict):
         description="a folder holding a Hugging Face image-classification model (save_pretrained: config.json + "
         "weights); read locally, never downloaded",
     )
+    timm: str | None = added_later(
+        None,
+        description="a timm model name (timm.create_model(name, in_chans=channels, num_classes=classes, **kwargs)); "
+        "needs pip install 'edgekd[timm]'",
+    )
+    torchvision: str | None = added_later(
+        None,
+        description="a torchvision model name (torchvision.models.get_model(name, weights=None, "
+        "num_classes=classes, **kwargs)); RGB data only",
+    )
+    pretrained: str | None = added_later(
+        None,
+        description="a local weights file loaded into the model before it trains (.pth, .pth.tar, .safetensors, "
+        "Lightning .ckpt); a head with another class count is replaced. Never downloaded",
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the model's constructor")
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
-        if sum(v is not None for v in (self.name, self.import_, self.hf)) != 1:
+        if sum(v is not None for v in (self.name, self.import_, self.hf, self.timm, self.torchvision)) != 1:
             raise ValueError(
-                "give exactly one of 'name' (a zoo model), 'import' (package.module:Class) or 'hf' (a saved Hugging "
-                "Face model folder)"
+                "give exactly one of 'name' (a zoo model), 'import' (package.module:Class), 'timm' or 'torchvision' "
+                "(a model name in that library) or 'hf' (a saved Hugging Face model folder)"
             )
         if self.name is not None:
             from edgekd.models import MODELS  # the package registers the zoo
 
             if self.name not in MODELS:
                 raise ValueError(MODELS.unknown_message(self.name))
+        if self.pretrained is not None and self.hf is not None:
+            raise ValueError("'pretrained' does not apply to 'hf': the folder holds the model's weights")
         return self
 
     def as_dict(self) -> dict:
         spec = {"name": self.name, "import": self.import_, "kwargs": self.kwargs}
-        return {**spec, "hf": self.hf} if self.hf is not None else spec
+        later = {"hf": self.hf, "timm": self.timm, "torchvision": self.torchvision, "pretrained": self.pretrained}
+        return {**spec, **{k: v for k, v in later.items() if v is not None}}
 
 
 class TrainConfig(Strict):
@@ -228,6 +247,10 @@ class StageConfig(Strict):
         else NOT_MINE. ``spec_before(name)`` resolves a name as the stages before this one make it (a stage that
         changes a model in place, like pruning, keeps the layer names of the model it starts from)."""
         return NOT_MINE
+
+    def key_files(self) -> list[str]:
+        """Files outside the run the stage reads (a checkpoint): their content is part of its cache key."""
+        return []
 
 
 class TrackingConfig(Strict):

@@ -29,7 +29,7 @@ from edgekd.core.config import PipelineConfig, StageConfig, key_dump
 from edgekd.core.console import log
 from edgekd.core.errors import EdgekdError, Interrupted, StageError
 from edgekd.core.fsutil import atomic_write_json, ensure_free_space, json_sha256
-from edgekd.core.stage import Stage, StageContext
+from edgekd.core.stage import Stage, StageContext, model_key_facts
 from edgekd.core.tracking import RunTracking, Tracker, track_run
 from edgekd.core.versions import library_versions
 from edgekd.stages import DATA_STAGES, STAGES
@@ -42,16 +42,17 @@ def cache_key(stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: 
     """Hash of everything that can change a stage's outputs: its config, inputs' content, seed (for stages that
     use it), device, versions. Options added later (``edgekd.core.config.added_later``) count only when set."""
     config = key_dump(cfg, exclude={"enabled"})
-    return json_sha256(
-        {
-            "stage": stage.name,
-            "config": config,
-            "seed": pipeline.seed if stage.seeded else None,
-            "device": pipeline.device,
-            "inputs": {k: v.sha256 for k, v in sorted(inputs.items())},
-            "versions": library_versions(stage.libraries),
-        }
-    )
+    key = {
+        "stage": stage.name,
+        "config": config,
+        "seed": pipeline.seed if stage.seeded else None,
+        "device": pipeline.device,
+        "inputs": {k: v.sha256 for k, v in sorted(inputs.items())},
+        "versions": library_versions(stage.libraries),
+    }
+    if facts := model_key_facts(cfg):  # only when there are any: the keys of runs before it stay valid
+        key["files"] = facts
+    return json_sha256(key)
 
 
 @dataclass

@@ -130,20 +130,13 @@ def require(store: dict[str, Artifact], stage: str, *names: str) -> list[str]:
     return list(names)
 
 
-def import_model_errors(cfg: StageConfig, pipeline: PipelineConfig) -> list[str]:
-    """Build every user model (``import: pkg.mod:Class``) a stage config names, as validate builds the zoo's.
-
-    A missing module, a syntax error, an exception at import or in the constructor, a return value that is not a
-    module: each is one message naming the import path, at validate time instead of after earlier stages ran.
-    """
+def model_specs(cfg: StageConfig) -> list:
+    """Every ModelSpec a stage config holds, also deeper than the stage itself (a strategy's peers)."""
     from edgekd.core.config import ModelSpec
-    from edgekd.core.console import step
-    from edgekd.core.errors import EdgekdError
-    from edgekd.models import build_model
 
     specs: list[ModelSpec] = []
     stack: list[Any] = [cfg]
-    while stack:  # the specs may sit deeper than the stage (a strategy's peers)
+    while stack:
         node = stack.pop()
         if isinstance(node, ModelSpec):
             specs.append(node)
@@ -151,14 +144,56 @@ def import_model_errors(cfg: StageConfig, pipeline: PipelineConfig) -> list[str]
             stack.extend(getattr(node, name) for name in type(node).model_fields)
         elif isinstance(node, (list, tuple)):
             stack.extend(node)
+    return specs
+
+
+def import_model_errors(cfg: StageConfig, pipeline: PipelineConfig) -> list[str]:
+    """Build every user model (``import: pkg.mod:Class``) and library model (``timm:``, ``torchvision:``) a stage
+    config names, as validate builds the zoo's, and check that every ``pretrained`` file exists.
+
+    A missing module, a syntax error, an exception at import or in the constructor, a return value that is not a
+    module, an unknown library model, a missing weights file: each is one message naming it, at validate time instead
+    of after earlier stages ran.
+    """
+    from pathlib import Path
+
+    from edgekd.core.console import step
+    from edgekd.core.errors import EdgekdError
+    from edgekd.models import build_model
+
     channels, classes = pipeline.data.model_io()
     errors: list[str] = []
-    for spec in specs:
-        if spec.import_ is None:
+    for spec in model_specs(cfg):
+        if spec.pretrained is not None and not Path(spec.pretrained).expanduser().is_file():
+            errors.append(f"pretrained weights '{spec.pretrained}' do not exist (edgekd never downloads weights)")
+        label = spec.import_ or (f"timm:{spec.timm}" if spec.timm else f"torchvision:{spec.torchvision}")
+        if spec.import_ is None and spec.timm is None and spec.torchvision is None:
             continue
         try:
-            with step(f"importing and building {spec.import_}"):
-                build_model(spec.as_dict(), channels, classes)
+            with step(f"importing and building {label}"):
+                build_model(spec.as_dict(), channels, classes, pretrained=False)
         except EdgekdError as exc:
             errors.append(str(exc))
     return list(dict.fromkeys(errors))
+
+
+def model_key_facts(cfg: StageConfig) -> dict[str, str]:
+    """What a stage's outputs depend on beyond its config: the content of the files it reads (``key_files``, each
+    ``pretrained`` file) and the version of timm/torchvision a library model is built with (a new release may change
+    an architecture). Empty for a stage that reads no such file, so its cache key stays as it was."""
+    from pathlib import Path
+
+    from edgekd.core.fsutil import file_sha256
+    from edgekd.core.versions import library_versions
+
+    facts: dict[str, str] = {}
+    for name in cfg.key_files():
+        if Path(name).expanduser().is_file():
+            facts[f"file:{name}"] = file_sha256(Path(name).expanduser())
+    for spec in model_specs(cfg):
+        if spec.pretrained is not None and Path(spec.pretrained).expanduser().is_file():
+            facts[f"pretrained:{spec.pretrained}"] = file_sha256(Path(spec.pretrained).expanduser())
+        for lib in ("timm", "torchvision"):
+            if getattr(spec, lib) is not None:
+                facts.update({k: v for k, v in library_versions((lib,)).items() if k == lib})
+    return facts

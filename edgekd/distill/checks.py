@@ -40,10 +40,11 @@ def term_errors(cfg, pipeline, teacher_spec: dict | None) -> list[str]:
     torch.manual_seed(0)
     x = torch.randn(2, channels, data.image_size, data.image_size)
     try:
-        s_feats, logits = _features(build_model(cfg.student.as_dict(), channels, classes), layers_s, x)
+        student = build_model(cfg.student.as_dict(), channels, classes, pretrained=False)
+        s_feats, logits = _features(student, layers_s, x)
         t_feats, t_logits = {}, None
         if teacher_spec is not None:
-            t_feats, t_logits = _features(build_model(teacher_spec, channels, classes), layers_t, x)
+            t_feats, t_logits = _features(build_model(teacher_spec, channels, classes, pretrained=False), layers_t, x)
     except EdgekdError:
         raise
     except Exception:  # a model that cannot run a dummy batch fails later, at its own stage, with its own error

@@ -193,15 +193,33 @@ def non_finite_error(state: Mapping[str, torch.Tensor], path: str | Path, allow_
             )
 
 
-def load_into(model: nn.Module, path: str | Path, log: Callable[[str], None] | None = None) -> nn.Module:
+def load_into(
+    model: nn.Module, path: str | Path, log: Callable[[str], None] | None = None, new_head: int | None = None
+) -> nn.Module:
     """Load a checkpoint into ``model``, failing with one line when it was saved for another architecture; a wrapper's
-    prefix (DDP, Lightning, torch.compile) is stripped and said through ``log``."""
+    prefix (DDP, Lightning, torch.compile) is stripped and said through ``log``.
+
+    ``new_head``: the model's class count, when the file may hold another head (pretrained weights: ImageNet's 1,000
+    classes, a data set with 10). Then the tensors whose first dimension is the model's class count and whose shape
+    differs from the file's, or that the file lacks, keep the model's fresh values, and ``log`` says so; any other
+    difference still fails."""
     state, how = read_checkpoint(path)
     own = model.state_dict()
     state, stripped = match_prefix(state, own)
     if log is not None:
         log(f"checkpoint '{path}': {how}" + (f"; {stripped}" if stripped else ""))
-    missing = [k for k in own if k not in state]
+    head: list[str] = []
+    if new_head is not None:
+        head = [
+            k
+            for k, v in own.items()
+            if v.dim() >= 1 and v.shape[0] == new_head and (k not in state or tuple(state[k].shape) != tuple(v.shape))
+        ]
+        unexpected_head = [k for k in state if k not in own and state[k].dim() >= 1 and k.rsplit(".", 1)[0] in
+                           {h.rsplit(".", 1)[0] for h in head}]  # fmt: skip
+        saved = sorted({int(state[k].shape[0]) for k in head if k in state}) or ["no"]
+        state = {k: v for k, v in state.items() if k not in head and k not in unexpected_head}
+    missing = [k for k in own if k not in state and k not in head]
     unexpected = [k for k in state if k not in own]
     mismatched = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
     if missing or unexpected or mismatched:
@@ -221,5 +239,10 @@ def load_into(model: nn.Module, path: str | Path, log: Callable[[str], None] | N
         )
     params = {name for name, _ in model.named_parameters()}
     non_finite_error(state, path, allow_inf=[k for k in state if k not in params])
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=not head)
+    if head and log is not None:
+        log(
+            f"head replaced ({'/'.join(map(str, saved))} classes in the file, the data has {new_head}): "
+            f"{', '.join(head)} start from the pipeline's seed"
+        )
     return model

@@ -32,6 +32,9 @@ def build_hf(folder: str, in_channels: int, num_classes: int) -> nn.Module:
             f"Hugging Face model folder '{path}' has no config.json (make one with model.save_pretrained(folder); "
             "edgekd never downloads a model)"
         )
+    from edgekd.models.libraries import prepare_torchvision
+
+    prepare_torchvision()  # transformers' image code imports torchvision when it is installed
     try:
         from transformers import AutoConfig, AutoModelForImageClassification
         from transformers.utils import logging as hf_logging

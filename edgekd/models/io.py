@@ -29,7 +29,9 @@ def save_torch_model(name: str, model: nn.Module, spec: dict, data_meta: dict, p
 
 def load_torch_model(art: TorchModel) -> nn.Module:
     meta = art.meta
-    model = build_model(meta["model"], in_channels=meta["input_shape"][1], num_classes=len(meta["labels"]))
+    model = build_model(
+        meta["model"], in_channels=meta["input_shape"][1], num_classes=len(meta["labels"]), pretrained=False
+    )
     if meta.get("structure"):  # pruned / BatchNorm-folded: swap in the saved layer shapes (edgekd.compress.structure)
         from edgekd.compress.structure import apply_structure
 

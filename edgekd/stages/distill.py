@@ -57,7 +57,8 @@ StrategyUnion = _union([STRATEGIES.get(k).config_cls for k in STRATEGIES.names()
 class DistillConfig(StageConfig):
     student: ModelSpec = Field(
         default_factory=lambda: ModelSpec(name="mobilenetv2_student"),
-        description="the student model: {name: <zoo>} or {import: pkg.module:Class}, plus kwargs",
+        description="the student model: {name: <zoo>}, {import: pkg.module:Class}, {timm: NAME} or "
+        "{torchvision: NAME}, plus kwargs and pretrained",
     )
     teachers: list[str] = Field(["teacher"], description="torch artifacts that teach (several: multi-teacher)")
     output: str = Field("student", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="name of the distilled model")
@@ -125,11 +126,13 @@ def _check(cfg: DistillConfig, pipeline: PipelineConfig) -> list[str]:
     channels, classes = pipeline.data.model_io()
     if layers_s:
         with console.step(f"building the student ({cfg.student.name or cfg.student.import_}) to find its layers"):
-            errors += check_layers(build_model(cfg.student.as_dict(), channels, classes), layers_s, "the student")
+            student = build_model(cfg.student.as_dict(), channels, classes, pretrained=False)
+            errors += check_layers(student, layers_s, "the student")
     t_spec = pipeline.spec_of(cfg.teachers[0], cfg) if cfg.teachers and cfg.uses_teachers else None
     if layers_t and t_spec is not None:
         with console.step(f"building teacher '{cfg.teachers[0]}' to find its layers"):
-            errors += check_layers(build_model(t_spec, channels, classes), layers_t, f"teacher '{cfg.teachers[0]}'")
+            teacher = build_model(t_spec, channels, classes, pretrained=False)
+            errors += check_layers(teacher, layers_t, f"teacher '{cfg.teachers[0]}'")
     if not errors:  # names are right: now shapes (adapters off, token grids, attention maps) on a dummy batch
         with console.step("running the models on a dummy batch to check the loss terms' layer shapes"):
             errors += term_errors(cfg, pipeline, t_spec)

@@ -153,8 +153,8 @@ def run_prune(cfg: PruneConfig, ctx, inputs) -> list:
                 f"prune step {k}: {info['macs']:,} MACs, {info['params']:,} params, val {info['val_accuracy']:.4f}"
             )
         record["channels"] = pruning.channel_counts(model)
-        structure = describe(model, build_model(spec, shape[1], data.num_classes))
-        check_rebuild(model, build_model(spec, shape[1], data.num_classes), structure)
+        structure = describe(model, build_model(spec, shape[1], data.num_classes, pretrained=False))
+        check_rebuild(model, build_model(spec, shape[1], data.num_classes, pretrained=False), structure)
     else:
         params = pruning.mask_unstructured(model, float(cfg.ratio), cfg.ignore_layers)
         history.append({"step": 1, **finetune(1)})

@@ -93,7 +93,7 @@ def run_qat(cfg: QatConfig, ctx, inputs) -> list:
         f"{fq_val:.4f} (best epoch {res.best_epoch}), float weights alone {accuracy(model, data, 'val'):.4f}"
     )
     shape = tuple(data.input_shape)
-    structure = describe(model, build_model(spec, shape[1], data.num_classes))
+    structure = describe(model, build_model(spec, shape[1], data.num_classes, pretrained=False))
     record = {
         "path": qat.PATH,
         "quantizer": qat.QUANTIZER,

@@ -30,7 +30,8 @@ from edgekd.training.loop import accuracy, fit, seed_everything
 class TeacherConfig(StageConfig):
     model: ModelSpec = Field(
         default_factory=lambda: ModelSpec(name="resnet_teacher"),
-        description="the teacher model: {name: <zoo>} or {import: pkg.module:Class}, plus kwargs",
+        description="the teacher model: {name: <zoo>}, {import: pkg.module:Class}, {timm: NAME}, {torchvision: NAME} "
+        "or {hf: FOLDER}, plus kwargs and pretrained",
     )
     checkpoint: str | None = Field(None, description="a state_dict file; when absent the teacher is trained")
     output: str = Field("teacher", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="artifact name (several teachers)")
@@ -40,6 +41,9 @@ class TeacherConfig(StageConfig):
 
     def model_spec(self, artifact, spec_before):
         return self.model.as_dict() if artifact == self.output else NOT_MINE
+
+    def key_files(self) -> list[str]:
+        return [self.checkpoint] if self.checkpoint else []
 
 
 def _inputs(cfg: TeacherConfig, store) -> list[str]:
