@@ -101,3 +101,87 @@ def test_mixed_modes_convert_deterministically(tmp_path):
     assert np.abs(load_image(tmp_path / "l16.png", 1, 16) - grey).max() < 1e-6
     assert np.abs(load_image(tmp_path / "l16.png", 3, 16) - np.repeat(grey, 3, 0)).max() < 1e-6
     assert np.array_equal(load_image(tmp_path / "l16.png", 3, 16), load_image(tmp_path / "l16.png", 3, 16))
+
+
+def test_fit_policies_on_a_wide_image():
+    from edgekd.data.sources import fit
+
+    x = np.zeros((1, 1, 16, 32), np.float32)
+    x[..., :, 8:24] = 1.0  # a white band in the middle half of the columns
+    stretch, crop, box = (fit(x, 16, how) for how in ("stretch", "center_crop", "letterbox"))
+    assert stretch.shape == crop.shape == box.shape == (1, 1, 16, 16)
+    assert np.allclose(crop, 1.0, atol=1e-6)  # the centre 16x16 is all band
+    assert np.allclose(box[..., :4, :], 0) and np.allclose(box[..., 12:, :], 0)  # black bars above and below
+    assert np.allclose(box[..., 4:12, 5:11], 1.0, atol=1e-6) and np.allclose(box[..., 4:12, :3], 0, atol=1e-6)
+    assert np.allclose(stretch[..., 5:11], 1.0, atol=1e-6) and np.allclose(stretch[..., :3], 0, atol=1e-6)
+    square = np.random.default_rng(0).random((2, 3, 20, 20), dtype=np.float32)
+    assert all(np.array_equal(fit(square, 10, h), fit(square, 10, "stretch")) for h in ("center_crop", "letterbox"))
+
+
+def test_fit_travels_from_the_data_to_the_metadata_and_predict(tmp_path):
+    """data.fit: letterbox is applied to every image, saved with the dataset, written into an exported model's
+    metadata (key and step) and used again by edgekd predict on a new photo."""
+    from pathlib import Path
+
+    from edgekd.data.dataset import SplitData
+    from edgekd.formats.metadata import preprocessing
+    from edgekd.formats.predict import preprocess
+
+    for k, c in enumerate(("a", "b")):
+        _images(tmp_path / "photos" / c, 8, seed=k, size=(24, 12))  # 24 wide, 12 high
+    cfg = DataConfig(source="folder", path=str(tmp_path / "photos"), image_size=12, fit="letterbox")
+    data = build_splits(cfg)
+    assert data.facts == {"fit": "letterbox"} and data.meta()["fit"] == "letterbox"
+    x = data.arrays["train"][0]
+    assert np.allclose(x[:, :, :3, :], 0) and np.allclose(x[:, :, 9:, :], 0)  # letterboxed: 6 rows of image
+    loaded = SplitData.load(data.save(tmp_path / "d.npz"))
+    assert loaded.facts == {"fit": "letterbox"}
+    plain = build_splits(DataConfig(source="folder", path=str(tmp_path / "photos"), image_size=12))
+    assert plain.facts == {} and "facts" not in np.load(plain.save(tmp_path / "p.npz")).files  # default bytes kept
+    pre = preprocessing(3, 12, 12, fit="letterbox")
+    assert pre["fit"] == "letterbox" and any("centre it on a black (0) 12x12 canvas" in s for s in pre["steps"])
+    photo = next(Path(tmp_path / "photos" / "a").iterdir())
+    md = {"input_shape": [1, 3, 12, 12], "preprocessing": pre}
+    assert np.array_equal(preprocess([photo], md)[0], load_image(photo, 3, 12, "letterbox"))
+
+
+def test_hostile_dataset_facts_are_refused(tmp_path):
+    from edgekd.data.dataset import SplitData
+
+    data = build_splits(DataConfig(source="digits", image_size=8))
+    data.facts = {"fit": "letterbox"}
+    path = data.save(tmp_path / "d.npz")
+    z = dict(np.load(path))
+    z["facts"] = np.asarray(json.dumps({"fit": "__import__('os')"}))
+    np.savez(tmp_path / "bad.npz", **z)
+    with pytest.raises(DataError, match="'facts' must be a JSON object"):
+        SplitData.load(tmp_path / "bad.npz")
+
+
+def test_pretrained_library_models_bring_their_normalisation(tmp_path):
+    """normalization: auto takes the mean/std a pretrained timm model was trained with (ImageNet's for ResNet);
+    given data.mean/std or no pretrained model keep the train split's; 'pretrained' without such a model is an
+    error."""
+    pytest.importorskip("timm")
+    import timm
+    import torch
+
+    from edgekd.core.errors import ConfigError
+    from edgekd.core.loader import validate_document
+
+    torch.save(timm.create_model("resnet10t", num_classes=10).state_dict(), tmp_path / "w.pth")
+    teacher = {"stage": "teacher", "model": {"timm": "resnet10t", "pretrained": str(tmp_path / "w.pth")}}
+    data = {"source": "folder", "path": str(tmp_path), "image_size": 32}
+    cfg = validate_document({"name": "n", "data": data, "stages": [teacher]})
+    assert cfg.data.mean == pytest.approx([0.485, 0.456, 0.406]) and cfg.data.std == pytest.approx(
+        [0.229, 0.224, 0.225]
+    )
+    assert cfg.data.normalization == "pretrained"
+    given = validate_document(
+        {"name": "n", "data": {**data, "mean": [0.5] * 3, "std": [0.25] * 3}, "stages": [teacher]}
+    )
+    assert given.data.mean == [0.5] * 3
+    scratch = {"stage": "teacher", "model": {"timm": "resnet10t"}}
+    assert validate_document({"name": "n", "data": data, "stages": [scratch]}).data.mean is None
+    with pytest.raises(ConfigError, match="normalization: pretrained needs a timm or torchvision model"):
+        validate_document({"name": "n", "data": {**data, "normalization": "pretrained"}, "stages": [scratch]})

@@ -166,3 +166,65 @@ def test_timm_teacher_and_student_through_a_pipeline(tmp_path):
     assert {"student-fp32.onnx", "student-int8.onnx", "student-int8.tflite", "baseline.pt"} <= files, files
     meta = result.artifacts["student"].meta
     assert meta["model"] == {"name": None, "import": None, "kwargs": {}, "timm": "mobilenetv3_small_050"}
+
+
+def test_timm_resnet_with_in_place_residuals_gives_int8_qat_files(tmp_path):
+    """timm's ResNet adds its shortcut in place (x += shortcut, aten.add_), which the quantizer does not annotate:
+    QAT rewrites it out of place (edgekd.compress.qat.functional_adds), and both QAT files come out int8 throughout."""
+    from edgekd.compress import qat
+    from edgekd.compress.qat_export import qat_onnx, qat_tflite
+    from edgekd.compress.structure import describe
+    from edgekd.core.artifacts import TorchModel
+    from edgekd.formats.onnx_inspect import inspect_onnx
+    from edgekd.formats.tflite.flatbuffer import inspect_tflite
+
+    spec = {"timm": "resnet10t"}
+    torch.manual_seed(0)
+    model = build_model(spec, 3, 10).eval()
+    x = torch.randn(8, 3, 32, 32)
+    qat.fold_batchnorm(model, x)
+    qat.check_quantizable(model, x)  # accepts add_ now
+    graph = qat.prepare(model, x)
+    targets = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
+    assert "aten.add_.Tensor" not in targets and "aten.add.Tensor" in targets
+    qm = qat.QatModel(graph, observe_epochs=1).train()
+    qm(x)
+    qm.eval()
+    float_state, qat_state = qat.split_state(model, qm.graph)
+    qat.write_checkpoint(tmp_path / "m.pt", float_state, qat_state)
+    meta = {"input_layout": "NCHW", "input_shape": [1, 3, 32, 32], "mean": [0.0] * 3, "std": [1.0] * 3,
+            "labels": list("0123456789"), "model": spec, "qat": {},
+            "structure": describe(model, build_model(spec, 3, 10, pretrained=False))}  # fmt: skip
+    art = TorchModel("m", tmp_path / "m.pt", meta)
+    qat_tflite(art, tmp_path / "m.tflite")
+    qat_onnx(art, tmp_path / "m.onnx")
+    assert inspect_tflite(tmp_path / "m.tflite")["precision"] == "int8"
+    assert inspect_onnx(tmp_path / "m.onnx")["precision"] == "int8"
+
+
+def test_pruned_timm_model_is_rebuilt_with_its_own_layer_classes(tmp_path):
+    """timm's BatchNormAct2d (a BatchNorm2d subclass with its activation inside) is reshaped in place, not rebuilt as a
+    plain BatchNorm2d: a pruned timm MobileNetV3 saves, rebuilds and gives the same logits."""
+    import torch_pruning as tp
+
+    from edgekd.compress.structure import apply_structure, check_rebuild, describe
+
+    spec = {"timm": "mobilenetv3_small_050"}
+    torch.manual_seed(0)
+    model = build_model(spec, 3, 10).eval()
+    x = torch.randn(1, 3, 32, 32)
+    pruner = tp.pruner.MagnitudePruner(model, x, importance=tp.importance.MagnitudeImportance(p=1),
+                                       pruning_ratio=0.3, ignored_layers=[model.classifier])  # fmt: skip
+    pruner.step()
+    structure = describe(model, build_model(spec, 3, 10))
+    kinds = {v["type"] for v in structure.values()}
+    assert "reshape" in kinds and structure["bn1"]["class"] == "BatchNormAct2d"
+    check_rebuild(model, build_model(spec, 3, 10), structure)
+    rebuilt = apply_structure(build_model(spec, 3, 10), structure).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    assert type(rebuilt.bn1).__name__ == "BatchNormAct2d"
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(x), model(x), atol=1e-5)
+    bad = {**structure, "bn1": {**structure["bn1"], "attrs": {"forward": 1}}}
+    with pytest.raises(ModelError, match="sets 'forward' on layer 'bn1'"):
+        apply_structure(build_model(spec, 3, 10), bad)

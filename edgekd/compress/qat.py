@@ -37,15 +37,18 @@ PATH = "PT2E (torchao.quantization.pt2e.prepare_qat_pt2e / convert_pt2e)"
 # litert-torch to int8 TFLite ops with the ranges around them. Each was measured: a conv -> op -> conv model gives a
 # TFLite file with no float op inside (tests/compress/test_qat_ops.py, `pytest -m slow`). Measured and refused because
 # litert-torch leaves them in float between DEQUANTIZE and QUANTIZE: sin, silu, layer_norm. Anything not measured is
-# refused too; the converted file is checked for float ops anyway (edgekd.compress.qat_export.float_islands).
+# refused too; the converted file is checked for float ops anyway (edgekd.compress.qat_export.float_islands). Also
+# measured and refused: hardsigmoid (MobileNetV3's squeeze-excite gate: litert-torch lowers it to an ADD left in
+# float). In-place add_ (a residual written x += shortcut) is made out-of-place before QAT (:func:`functional_adds`).
 SUPPORTED_OPS = frozenset(
     {
-        *("conv1d", "conv2d", "linear", "addmm", "add", "sub", "mul", "div", "cat", "pad", "slice"),
+        *("conv1d", "conv2d", "linear", "addmm", "add", "add_", "sub", "mul", "div", "cat", "pad", "slice"),
         *("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "mean", "upsample_nearest2d"),
-        *("relu", "relu_", "relu6", "hardtanh", "hardtanh_", "clamp", "leaky_relu", "hardswish", "gelu", "abs"),
+        *("relu", "relu_", "relu6", "hardtanh", "hardtanh_", "clamp", "leaky_relu", "hardswish", "hardswish_", "gelu"),
+        "abs",
         *("sigmoid", "tanh", "exp", "softmax"),
         *("view", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "contiguous", "clone", "alias"),
-        "dropout",  # removed before QAT
+        *("dropout", "dropout_"),  # removed before QAT
         "batch_norm",  # folded into the conv before QAT; a BatchNorm that follows no conv is refused below
         # shape bookkeeping of a dynamic-batch export
         *("_assert_tensor_metadata", "sym_size", "sym_constrain_range_for_size", "_assert_scalar", "ge", "le"),
@@ -219,7 +222,34 @@ def prepare(model: nn.Module, example: torch.Tensor, dynamic: bool = True):
     # litert-torch 0.10 mis-scales the bias after a dropout (see via_litert_torch); dropout is off during QAT too,
     # so the graph that trains and the graph that converts are the same.
     _strip_dropout(graph)
+    functional_adds(graph)
     return prepare_qat_pt2e(graph, make_quantizer())
+
+
+def functional_adds(gm) -> None:
+    """Rewrite each in-place ``aten.add_`` (timm's ResNet: ``x += shortcut``) as ``aten.add``: the quantizer annotates
+    only the out-of-place op, and an unannotated add_ leaves the layers around it in float (tests/compress/
+    test_qat_ops.py). Later readers of the tensor it mutated read the new node instead, which is what add_ meant."""
+    aten = torch.ops.aten
+    order = {n: float(i) for i, n in enumerate(gm.graph.nodes)}
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not aten.add_.Tensor:
+            continue
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_function(aten.add.Tensor, node.args, node.kwargs)
+        new.meta = dict(node.meta)
+        order[new] = order[node] + 0.5
+        node.replace_all_uses_with(new)
+        mutated = node.args[0]
+        for user in list(mutated.users):
+            if user is not new and user is not node and order.get(user, -1.0) > order[node]:
+                user.replace_input_with(mutated, new)
+        gm.graph.erase_node(node)
+        changed = True
+    if changed:
+        gm.graph.lint()
+        gm.recompile()
 
 
 def restore_eps(graph: nn.Module) -> None:

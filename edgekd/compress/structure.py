@@ -6,12 +6,19 @@ state_dict and ``meta["structure"]``: for every layer whose type or shape change
 replacement (JSON). ``edgekd.models.io.load_torch_model`` builds the model from its spec, swaps those layers in with
 :func:`apply_structure` and loads the weights with ``weights_only=True``, so export, conversion and benchmark stages
 treat a pruned or folded model like any other.
+
+A layer of a library's own class (timm's BatchNormAct2d, a Conv2d subclass) is not rebuilt but reshaped in place: the
+artifact keeps its class name, the plain attributes that changed (``num_features``) and the new shapes of its own
+tensors (:func:`reshape_args`); the model built from the spec has the same layer, whose attributes and tensors are set
+to those (:func:`_reshape`). Only attributes the layer already has, of the same plain type, are ever set.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import torch
 from torch import nn
 
 from edgekd.core.errors import ModelError
@@ -58,6 +65,67 @@ def layer_args(mod: nn.Module) -> dict[str, Any] | None:
     return None
 
 
+RESHAPE = "reshape"
+MAX_TENSOR_ELEMENTS = 1 << 31  # a saved shape beyond this is not a pruned layer
+
+
+def _own_tensors(mod: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters and buffers held by ``mod`` itself (not its children)."""
+    return {
+        **{k: v for k, v in mod._parameters.items() if v is not None},
+        **{k: v for k, v in mod._buffers.items() if v is not None},
+    }
+
+
+def _scalars(mod: nn.Module) -> dict[str, Any]:
+    """The plain attributes of ``mod`` (numbers, booleans, tuples of ints): the sizes a reshape may change."""
+    out = {}
+    for k, v in vars(mod).items():
+        if k.startswith("_") or k == "training" or isinstance(v, nn.Module):
+            continue
+        if isinstance(v, (bool, int, float)) or (isinstance(v, tuple) and all(isinstance(i, int) for i in v)):
+            out[k] = _plain(v)
+    return out
+
+
+def reshape_args(mod: nn.Module, ref: nn.Module) -> dict[str, Any] | None:
+    """How ``ref`` (the layer its spec builds) becomes ``mod`` in place: {} when nothing changed, None when the two
+    differ beyond attributes and tensor shapes (another class, tensors added or removed)."""
+    if type(mod) is not type(ref):
+        return None
+    mine, theirs = _own_tensors(mod), _own_tensors(ref)
+    if set(mine) != set(theirs):
+        return None
+    tensors = {k: list(v.shape) for k, v in mine.items()}
+    ref_scalars = _scalars(ref)
+    attrs = {k: v for k, v in _scalars(mod).items() if k in ref_scalars and ref_scalars[k] != v}
+    if not attrs and tensors == {k: list(v.shape) for k, v in theirs.items()}:
+        return {}
+    return {"type": RESHAPE, "class": type(mod).__name__, "attrs": attrs, "tensors": tensors}
+
+
+def _reshape(mod: nn.Module, name: str, args: dict[str, Any]) -> None:
+    if type(mod).__name__ != args.get("class"):
+        raise ModelError(f"saved structure reshapes layer '{name}' as a {args.get('class')}, the spec builds a "
+                         f"{type(mod).__name__}")  # fmt: skip
+    current = _scalars(mod)
+    for k, v in (args.get("attrs") or {}).items():
+        if k not in current or type(v) is not type(current[k]):
+            raise ModelError(f"saved structure sets '{k}' on layer '{name}', which it does not have as a {type(v)}")
+        setattr(mod, k, tuple(v) if isinstance(v, list) else v)
+    own = _own_tensors(mod)
+    for k, shape in (args.get("tensors") or {}).items():
+        ok = isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
+        if k not in own or not ok or math.prod(shape) > MAX_TENSOR_ELEMENTS:
+            raise ModelError(f"saved structure gives layer '{name}' a tensor '{k}' of shape {shape}, which is invalid")
+        old = own[k]
+        new = torch.zeros(shape, dtype=old.dtype)
+        if k in mod._parameters:
+            mod._parameters[k] = nn.Parameter(new, requires_grad=old.requires_grad)
+        else:
+            mod._buffers[k] = new
+
+
 def build_layer(args: dict[str, Any]) -> nn.Module:
     """The module described by :func:`layer_args` (fresh weights; the checkpoint fills them)."""
     kw = {k: (tuple(v) if isinstance(v, list) and k != "normalized_shape" else v) for k, v in args.items()}
@@ -100,10 +168,17 @@ def describe(model: nn.Module, reference: nn.Module) -> dict[str, dict[str, Any]
                 f"layer '{name}' is not in the model its spec builds; edgekd can swap layers, not add them"
             )
         mine, theirs = layer_args(mod), layer_args(ref[name])
-        if type(mod) is type(ref[name]) and (mine == theirs or mine is None):
+        if mine is None:  # a class of a library's own: reshaped in place, when that describes the change
+            change = reshape_args(mod, ref[name])
+            if change is None:
+                raise ModelError(
+                    f"layer '{name}' ({type(mod).__name__}) changed but edgekd cannot save that layer type"
+                )
+            if change:
+                out[name] = change
             continue
-        if mine is None:
-            raise ModelError(f"layer '{name}' ({type(mod).__name__}) changed but edgekd cannot save that layer type")
+        if type(mod) is type(ref[name]) and mine == theirs:
+            continue
         out[name] = mine
     return out
 
@@ -111,7 +186,16 @@ def describe(model: nn.Module, reference: nn.Module) -> dict[str, dict[str, Any]
 def apply_structure(model: nn.Module, structure: dict[str, dict[str, Any]]) -> nn.Module:
     """Swap in the layers ``structure`` describes (outermost first), in place; returns ``model``."""
     for name in sorted(structure, key=lambda n: n.count(".")):
-        _set(model, name, build_layer(structure[name]))
+        if structure[name].get("type") == RESHAPE:
+            try:
+                mod = model.get_submodule(name)
+            except AttributeError:
+                raise ModelError(
+                    f"saved structure names layer '{name}', which the model built from its spec lacks"
+                ) from None
+            _reshape(mod, name, structure[name])
+        else:
+            _set(model, name, build_layer(structure[name]))
     return model
 
 

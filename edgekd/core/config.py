@@ -201,6 +201,18 @@ class DataConfig(Strict):
     augment: AugmentConfig = Field(
         default_factory=AugmentConfig, description="light random shift and rotation of training images"
     )
+    fit: Literal["stretch", "center_crop", "letterbox"] = added_later(
+        "stretch",
+        description="how an image of another aspect becomes image_size x image_size: stretch (resize both sides), "
+        "center_crop (shorter side to image_size, centre cut) or letterbox (longer side to image_size, centred on "
+        "black); recorded in exported models' metadata",
+    )
+    normalization: Literal["auto", "train_split", "pretrained"] = added_later(
+        "auto",
+        description="mean/std when data.mean/std are not given: train_split (the training images' statistics), "
+        "pretrained (those the first timm/torchvision model with pretrained weights was trained with, ImageNet's "
+        "for most) or auto (pretrained when there is such a model, else train_split)",
+    )
     mean: list[float] | None = Field(None, description="per-channel normalisation mean (default: from the train split)")
     std: list[float] | None = Field(None, description="per-channel normalisation std (default: from the train split)")
     labels: list[str] | None = Field(None, description="class names (default: folder names, or 0..K-1)")

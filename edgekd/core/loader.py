@@ -92,10 +92,42 @@ def validate_document(
     if not errors and cfg is not None:
         cfg.stages = stages
         errors += _stage_checks(cfg, root, where)
+        if not errors:
+            errors += _pretrained_normalization(cfg, where)
     if errors:
         raise ConfigError(errors[0]) if len(errors) == 1 else ConfigError(f"{len(errors)} errors in {where}:", errors)
     assert cfg is not None
     return cfg
+
+
+def _pretrained_normalization(cfg: PipelineConfig, where: str) -> list[str]:
+    """``data.normalization``: auto/pretrained take the mean and std of the first timm/torchvision model that loads
+    pretrained weights (models trained on ImageNet expect its statistics), set here so they are part of the data
+    stage's cache key; given data.mean/std always win."""
+    from edgekd.core.stage import model_specs
+    from edgekd.models.libraries import pretrained_normalization
+
+    data = cfg.data
+    if cfg.task != IMAGE or data.normalization == "train_split" or data.mean is not None or data.std is not None:
+        return []
+    found = None
+    try:
+        for st in cfg.stages:
+            for spec in model_specs(st) if st.enabled else []:
+                found = found or pretrained_normalization(spec.as_dict())
+    except EdgekdError as exc:
+        return [f"{where}: {exc}"]
+    if found is None:
+        if data.normalization == "pretrained":
+            return [f"{where}: data.normalization: pretrained needs a timm or torchvision model with 'pretrained' "
+                    "weights (or give data.mean and data.std)"]  # fmt: skip
+        return []
+    mean, std = found
+    channels = data.channels or 1
+    if channels != len(mean):
+        return []  # a grey pipeline: ImageNet's RGB statistics do not apply; the train split's are used
+    cfg.data = data.model_copy(update={"mean": mean, "std": std, "normalization": "pretrained"})
+    return []
 
 
 def _stage_checks(cfg: PipelineConfig, root, where: str) -> list[str]:

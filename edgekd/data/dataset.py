@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from edgekd.core.array_checks import check_real_array, read_real_array
 from edgekd.core.errors import DataError
 from edgekd.core.fsutil import atomic_path, ensure_free_space
 from edgekd.core.npzfile import check_npz
-from edgekd.data.sources import SOURCES, RawData
+from edgekd.data.sources import FITS, SOURCES, RawData
 
 SPLITS = ("train", "val", "test")
 
@@ -31,6 +32,9 @@ class SplitData:
     labels: list[str]
     mean: list[float]
     std: list[float]
+    # preprocessing facts beyond the defaults (``fit`` when not stretch; ``normalization: pretrained``): they travel
+    # into every model's metadata. Stored in the .npz only when there are any, so default data keeps its bytes.
+    facts: dict = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -49,6 +53,7 @@ class SplitData:
             "mean": self.mean,
             "std": self.std,
             "labels": self.labels,
+            **self.facts,
         }
 
     def calibration(self, n: int, seed: int) -> np.ndarray:
@@ -66,6 +71,8 @@ class SplitData:
         payload.update(
             labels=np.asarray(self.labels), mean=np.asarray(self.mean, np.float32), std=np.asarray(self.std, np.float32)
         )
+        if self.facts:
+            payload["facts"] = np.asarray(json.dumps(self.facts, sort_keys=True))
         ensure_free_space(path.parent, sum(int(v.nbytes) for v in payload.values()), f"write {path.name}")
         with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
             for name, arr in payload.items():
@@ -82,7 +89,11 @@ class SplitData:
             arrays = {s: (_npz_memmap(Path(path), f"x_{s}.npy"), read_real_array(z, f"y_{s}", path)) for s in SPLITS}
             for s, (x, _) in arrays.items():
                 check_real_array(x, f"x_{s}", path)
-            return cls(arrays, [str(v) for v in z["labels"]], z["mean"].tolist(), z["std"].tolist())
+            facts = json.loads(str(z["facts"])) if "facts" in z.files else {}
+            known = {"fit": FITS, "normalization": ("pretrained",)}
+            if not isinstance(facts, dict) or any(k not in known or v not in known[k] for k, v in facts.items()):
+                raise DataError(f"{path}: 'facts' must be a JSON object of {sorted(known)} with known values")
+            return cls(arrays, [str(v) for v in z["labels"]], z["mean"].tolist(), z["std"].tolist(), facts)
 
 
 def _npz_memmap(path: Path, member: str) -> np.ndarray:
@@ -210,7 +221,10 @@ def build_splits(cfg, work_dir: Path | None = None) -> SplitData:
     if len(mean) != xtr.shape[1] or len(std) != xtr.shape[1]:
         raise DataError(f"data.mean/std need {xtr.shape[1]} values (one per channel)")
     ordered = {s: (arrays[s][0].astype(np.float32, copy=False), arrays[s][1].astype(np.int64)) for s in SPLITS}
-    return SplitData(ordered, raw.labels, [float(v) for v in mean], [float(v) for v in std])
+    facts = {"fit": cfg.fit} if cfg.fit != "stretch" else {}
+    if cfg.normalization == "pretrained" and cfg.mean is not None:  # set by the loader (edgekd.core.loader)
+        facts["normalization"] = "pretrained"
+    return SplitData(ordered, raw.labels, [float(v) for v in mean], [float(v) for v in std], facts)
 
 
 def normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:

@@ -56,6 +56,32 @@ def resize(x: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     return out.clamp_(0.0, 1.0).numpy()
 
 
+FITS = ("stretch", "center_crop", "letterbox")
+
+
+def fit(x: np.ndarray, size: int | tuple[int, int], how: str = "stretch") -> np.ndarray:
+    """N x C x H x W [0, 1] images to size x size (or (H, W)) by :func:`resize`: ``stretch`` resizes both sides;
+    ``center_crop`` scales the shorter side to the size and cuts the centre; ``letterbox`` scales the longer side to
+    the size and centres the image on black (0) borders. Equal aspects: all three are the same resize."""
+    if how not in FITS:
+        raise ValueError(f"unknown fit {how!r}; expected one of {', '.join(FITS)}")
+    hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    h, w = x.shape[-2:]
+    if how == "stretch" or h * hw[1] == w * hw[0]:
+        return resize(x, hw)
+    s = max(hw[0] / h, hw[1] / w) if how == "center_crop" else min(hw[0] / h, hw[1] / w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    if how == "center_crop":
+        nh, nw = max(nh, hw[0]), max(nw, hw[1])
+        top, left = (nh - hw[0]) // 2, (nw - hw[1]) // 2
+        return np.ascontiguousarray(resize(x, (nh, nw))[..., top : top + hw[0], left : left + hw[1]])
+    nh, nw = min(nh, hw[0]), min(nw, hw[1])
+    out = np.zeros((*x.shape[:-2], *hw), np.float32)
+    top, left = (hw[0] - nh) // 2, (hw[1] - nw) // 2
+    out[..., top : top + nh, left : left + nw] = resize(x, (nh, nw))
+    return out
+
+
 @SOURCES.register("digits")
 def load_digits_source(cfg) -> RawData:
     """scikit-learn's handwritten digits: 1,797 real 8x8 greyscale images, 10 classes, shipped with the package."""
@@ -79,11 +105,11 @@ def _pixels(im, channels: int) -> np.ndarray:
     return np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
 
 
-def load_image(path: Path, channels: int, size: int | tuple[int, int]) -> np.ndarray:
+def load_image(path: Path, channels: int, size: int | tuple[int, int], how: str = "stretch") -> np.ndarray:
     """One image file -> float32 C x H x W in [0, 1]: the single-image preprocessing of training and of inference.
 
     Decode, convert to grey (PIL mode "L") or RGB (16-bit greyscale: see :func:`_pixels`), scale to [0, 1], then
-    :func:`resize` on the float image. The image
+    :func:`fit` the float image to the size (``how``: stretch, center_crop or letterbox). The image
     folder source and ``edgekd predict`` both call this; exported models record these steps in their metadata.
     """
     from PIL import Image, UnidentifiedImageError
@@ -105,7 +131,7 @@ def load_image(path: Path, channels: int, size: int | tuple[int, int]) -> np.nda
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"corrupt or unreadable image '{path}': {str(exc).splitlines()[0][:120]}") from None
     arr = arr[None] if channels == 1 else arr.transpose(2, 0, 1)
-    return resize(arr[None], size)[0]
+    return fit(arr[None], size, how)[0]
 
 
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -151,7 +177,7 @@ def load_folder_source(cfg) -> RawData:
         np.asarray(ys, dtype=np.int64),
         classes,
         files=paths,
-        reader=lambda p: load_image(p, cfg.channels, cfg.image_size),
+        reader=lambda p: load_image(p, cfg.channels, cfg.image_size, cfg.fit),
         image_shape=(cfg.channels, cfg.image_size, cfg.image_size),
         file_splits=None if "" in folders else np.asarray(splits),
     )
@@ -193,7 +219,7 @@ def load_list_source(cfg) -> RawData:
         np.asarray([index[str(r["label"])] for r in rows], dtype=np.int64),
         classes,
         files=[(path.parent / str(r["path"])).expanduser() for r in rows],
-        reader=lambda p: load_image(p, cfg.channels, cfg.image_size),
+        reader=lambda p: load_image(p, cfg.channels, cfg.image_size, cfg.fit),
         image_shape=(cfg.channels, cfg.image_size, cfg.image_size),
         file_splits=np.asarray([r.get("split") or "train" for r in rows]) if has_splits else None,
     )
@@ -251,7 +277,7 @@ def load_npz_source(cfg) -> RawData:
     with npz:
         if "x" not in npz or "y" not in npz:
             raise DataError(f"npz file '{path}' must contain arrays 'x' and 'y' (found {', '.join(npz.files)})")
-        x = resize(_npz_images(read_real_array(npz, "x", path), "x", path, cfg.channels), cfg.image_size)
+        x = fit(_npz_images(read_real_array(npz, "x", path), "x", path, cfg.channels), cfg.image_size, cfg.fit)
         y = _npz_labels(read_real_array(npz, "y", path), "y", path)
         if len(x) != len(y):
             raise DataError(f"npz file '{path}': 'x' has {len(x)} images but 'y' has {len(y)} labels")
@@ -261,7 +287,7 @@ def load_npz_source(cfg) -> RawData:
                 if f"y_{split}" not in npz:
                     raise DataError(f"npz file '{path}' has 'x_{split}' but no 'y_{split}' labels")
                 xs = read_real_array(npz, f"x_{split}", path)
-                xs = resize(_npz_images(xs, f"x_{split}", path, cfg.channels), cfg.image_size)
+                xs = fit(_npz_images(xs, f"x_{split}", path, cfg.channels), cfg.image_size, cfg.fit)
                 splits[split] = (xs, _npz_labels(read_real_array(npz, f"y_{split}", path), f"y_{split}", path))
         n_classes = int(max([y.max()] + [s[1].max() for s in splits.values()])) + 1
         labels = [str(v) for v in npz["labels"]] if "labels" in npz else [str(i) for i in range(n_classes)]

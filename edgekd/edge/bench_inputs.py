@@ -230,8 +230,9 @@ def _image_folder(root: Path, meta: dict, model: Path, out: Path) -> tuple[Path,
             f"{max_array_bytes() / 2**20:,.0f} MB limit (EDGEKD_MAX_ARRAY_MB)"
         )
     x = np.empty((len(files), c, h, w), np.float32)
+    how = (meta.get("preprocessing") or {}).get("fit", "stretch")
     for i, (f, _) in enumerate(files):
-        x[i] = load_image(f, c, (h, w))
+        x[i] = load_image(f, c, (h, w), how)
     y = np.asarray([index[cls] for _, cls in files], np.int64)
     with open(out, "wb") as fh:
         np.savez(fh, x=x, y=y)

@@ -104,21 +104,36 @@ def check_metadata(md: Any, where: str) -> dict[str, Any]:
         raise bad("labels", "a list of strings")
     pre = md.get("preprocessing", {})
     if not isinstance(pre, dict) or not isinstance(pre.get("scale", 1.0), (int, float)):
-        raise bad("preprocessing", "an object (color_mode, scale, resize, size)")
+        raise bad("preprocessing", "an object (color_mode, scale, resize, fit, size)")
+    if pre.get("fit", "stretch") not in FIT_STEPS:
+        raise ModelError(
+            f"{where}: edgekd metadata 'preprocessing.fit' must be one of {', '.join(FIT_STEPS)}, got "
+            f"{_short(pre['fit'])}; re-export the model"
+        )
     return md
 
 
-def preprocessing(channels: int, height: int, width: int, layout: str = "NCHW") -> dict[str, Any]:
+FIT_STEPS = {
+    "stretch": "resize to {h}x{w}",
+    "center_crop": "scale the shorter side to {side}, then cut the centre {h}x{w}",
+    "letterbox": "scale the longer side to {side}, then centre it on a black (0) {h}x{w} canvas",
+}
+
+
+def preprocessing(channels: int, height: int, width: int, layout: str = "NCHW", fit: str = "stretch") -> dict[str, Any]:
     """How an image file becomes the model's input, step by step (edgekd.data.sources.load_image does exactly this)."""
+    side = min(height, width) if fit == "center_crop" else max(height, width)
+    resize_step = FIT_STEPS.get(fit, FIT_STEPS["stretch"]).format(h=height, w=width, side=side)
     return {
         "color_mode": "L" if channels == 1 else "RGB",
         "scale": 1.0 / 255.0,
         "resize": RESIZE,
+        "fit": fit,
         "size": [height, width],
         "steps": [
             f"decode the image and convert it to {'grey (PIL mode L)' if channels == 1 else 'RGB'}",
             "scale the 0-255 pixels to float32 [0, 1] (divide by 255)",
-            f"resize to {height}x{width}: bilinear, antialiased when shrinking (PIL BILINEAR on the float image)",
+            f"{resize_step}: bilinear, antialiased when shrinking (PIL BILINEAR on the float image)",
             "normalise each channel: (x - mean[c]) / std[c]",
             f"lay out as {layout} with a batch dimension of 1; quantize if input_quantization is set",
         ],
@@ -172,12 +187,16 @@ def build_metadata(
         "input_layout": meta.get("input_layout", "NCHW"),
         "mean": [float(v) for v in meta["mean"]],
         "std": [float(v) for v in meta["std"]],
-        "preprocessing": preprocessing(shape[1], shape[2], shape[3], meta.get("input_layout", "NCHW")),
+        "preprocessing": preprocessing(
+            shape[1], shape[2], shape[3], meta.get("input_layout", "NCHW"), meta.get("fit", "stretch")
+        ),
         "input": inputs[0],
         "output": outputs[0],
         "input_quantization": inputs[0]["quantization"],
         "output_quantization": outputs[0]["quantization"],
     }
+    if meta.get("normalization"):  # "pretrained": the mean/std the pretrained weights were trained with (ImageNet's)
+        md["normalization"] = meta["normalization"]
     if "quantization" in meta:
         md["quantization_method"] = meta["quantization"]
     if meta.get("grey_from_rgb"):  # a grey model whose file takes RGB (edgekd.formats.tflite.image_input)

@@ -113,7 +113,8 @@ def preprocess(images: list[str | Path], md: dict[str, Any]) -> np.ndarray:
     from edgekd.data.sources import load_image
 
     _, c, h, w = md["input_shape"]
-    return np.stack([load_image(Path(p), c, (h, w)) for p in images])
+    how = (md.get("preprocessing") or {}).get("fit", "stretch")
+    return np.stack([load_image(Path(p), c, (h, w), how) for p in images])
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

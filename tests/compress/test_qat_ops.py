@@ -34,6 +34,9 @@ BETWEEN = {
     "clamp": lambda x: x.clamp(-1.0, 1.0),
     "leaky_relu": nn.functional.leaky_relu,
     "hardswish": nn.functional.hardswish,
+    "hardswish_": lambda x: nn.functional.hardswish(x, inplace=True),  # timm / torchvision MobileNetV3 (inplace=True)
+    "hardsigmoid": nn.functional.hardsigmoid,  # their squeeze-excite gate
+    "dropout_": lambda x: nn.functional.dropout(x, 0.2, training=False, inplace=True),
     "gelu": nn.functional.gelu,
     "abs": torch.abs,
     "sigmoid": torch.sigmoid,

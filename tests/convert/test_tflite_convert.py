@@ -271,3 +271,30 @@ def test_unsupported_op_is_named(tmp_path):
     assert msg.startswith("litert-torch could not convert the model: unsupported op") and "fft" in msg
     assert "\n" not in msg
     assert not (tmp_path / "fft.tflite").exists()
+
+
+def test_onnx2tf_converts_an_rgb_model_without_the_network(tmp_path, monkeypatch):
+    """onnx2tf fetches sample images from GitHub for any 4D RGB input unless its sample file is in the current
+    directory: edgekd writes that file in its work folder, so nothing is downloaded (sockets refused here)."""
+    import socket
+
+    from edgekd.formats.onnx import export_onnx
+
+    def refuse(*args, **kwargs):
+        raise OSError("network refused by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    ).eval()  # fmt: skip
+    export_onnx(model, (1, 3, 32, 32), tmp_path / "rgb.onnx", "torchscript", 18)
+    monkeypatch.chdir(tmp_path)
+    cal = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    for precision in ("fp32", "int8"):
+        out = tmp_path / "out" / f"rgb-{precision}.tflite"
+        info = convert_onnx2tf(tmp_path / "rgb.onnx", out, precision, cal if precision == "int8" else None)
+        assert info["input_layout"] == "NHWC" and out.stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "rgb.onnx"]  # no sample file left in the cwd

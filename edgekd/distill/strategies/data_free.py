@@ -214,7 +214,7 @@ def synthetic_split(env, x_norm: torch.Tensor, labels: torch.Tensor, holdout: fl
     n_val = min(round(holdout * len(y)), len(y) - 1)
     val, train = (order[:n_val], order[n_val:]) if n_val > 0 else (order, order)
     arrays = {"train": (pixels[train], y[train]), "val": (pixels[val], y[val]), "test": (pixels[val], y[val])}
-    return SplitData(arrays, data.labels, data.mean, data.std)
+    return SplitData(arrays, data.labels, data.mean, data.std, data.facts)
 
 
 def save_preview(path, pixels: np.ndarray, per_row: int = 10, rows: int = 10) -> None:

@@ -95,8 +95,14 @@ _OP_PATTERNS = (
 )
 
 
+OTHER_CONVERTER = {"litert-torch": "onnx2tf", "onnx2tf": "litert-torch"}
+# where the failing layer is named: onnx2tf's log ("onnx_op_name: /blocks.0/attn/Concat"), torch.export's stack
+_LAYER_PATTERNS = (r"onnx_op_name:\s*(\S+)", r"nn_module_stack.*?'([A-Za-z0-9_.]+)'", r"calling layer \"([^\"]+)\"")
+
+
 def describe_failure(converter: str, exc: BaseException, log_text: str = "") -> str:
-    """One line: which converter failed, the unsupported op if one is named, and the first line of the error."""
+    """One line: which converter failed, the unsupported op and the layer when the error or log names them, the
+    first line of the error, and the other converter to try."""
     text = f"{exc}\n{log_text}"
     op = None
     for pat in _OP_PATTERNS:
@@ -104,11 +110,17 @@ def describe_failure(converter: str, exc: BaseException, log_text: str = "") -> 
         if m:
             op = m.group(1).rstrip(".")
             break
+    layer = next((m.group(1) for pat in _LAYER_PATTERNS if (m := re.search(pat, text))), None)
     first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
     first = re.sub(r"\s+", " ", first)[:240]
+    where = f" at layer {layer}" if layer else ""
+    other = OTHER_CONVERTER.get(converter)
+    hint = f"; try converter: {other}" if other else ""
     if op:
-        return f"{converter} could not convert the model: unsupported op {op} ({type(exc).__name__}: {first})"
-    return f"{converter} could not convert the model: {type(exc).__name__}: {first}"
+        return (
+            f"{converter} could not convert the model: unsupported op {op}{where} ({type(exc).__name__}: {first}){hint}"
+        )
+    return f"{converter} could not convert the model{where}: {type(exc).__name__}: {first}{hint}"
 
 
 def check_request(precision: str, calibration: np.ndarray | None, sample_shape: tuple[int, ...] | None) -> None:
@@ -262,6 +274,7 @@ def _strip_dropout(gm) -> None:
     aten = torch.ops.aten
     targets = {
         aten.dropout.default,
+        aten.dropout_.default,
         aten.feature_dropout.default,
         aten.alpha_dropout.default,
         aten.feature_alpha_dropout.default,

@@ -13,12 +13,18 @@ Files onnx2tf writes, and which one is kept:
 
 onnx2tf edits the ONNX file it is given (op renaming, shape clean-up) and writes next to its output folder, so it
 works on a private copy inside ``work_dir``; the caller's ONNX file and cwd are never touched.
+
+For a model whose input is a 4D RGB image, onnx2tf fetches 20 sample images from GitHub to compare ONNX and TF outputs
+(``download_test_image_data``; it takes ``calibration_image_sample_data_20x128x128x3_float32.npy`` from the current
+directory instead when that file exists). edgekd never downloads at run time: the conversion runs with ``work_dir`` as
+the current directory and that file written there, 20 seeded uniform [0, 1] images (:func:`_sample_images`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -46,6 +52,25 @@ _SUFFIX = {
     ("int8", False): "integer_quant",
     ("int8", True): "full_integer_quant",
 }
+
+
+SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+def _sample_images(work: Path) -> None:
+    """The file onnx2tf reads instead of downloading its sample images (its own name and shape)."""
+    rng = np.random.default_rng(0)
+    np.save(work / SAMPLE_FILE, rng.random((20, 128, 128, 3), dtype=np.float32))
+
+
+@contextlib.contextmanager
+def _cwd(path: Path):
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def _dims(value_info) -> list[int | None]:
@@ -123,7 +148,7 @@ def convert_onnx2tf(
     ``calibration`` is float32 (N, C, H, W) as fed to the PyTorch model (it is transposed to onnx2tf's NHWC here);
     ``int8_io`` only applies to ``precision="int8"``. A dynamic batch dimension is fixed to 1.
     """
-    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    onnx_path, out_path = Path(onnx_path).resolve(), Path(out_path).resolve()
     if not onnx_path.is_file():
         raise ModelError(f"{onnx_path}: ONNX file not found")
     check_request(precision, calibration, None)
@@ -133,7 +158,7 @@ def convert_onnx2tf(
         if work_dir is None:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgekd-onnx2tf-")))
         else:
-            work = Path(work_dir) / f"onnx2tf-{precision}{'-int8io' if int8_io else ''}"
+            work = Path(work_dir).resolve() / f"onnx2tf-{precision}{'-int8io' if int8_io else ''}"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
         model_copy = work / "model.onnx"
@@ -155,8 +180,9 @@ def convert_onnx2tf(
         no_fix.write_text(json.dumps({"format_version": 1, "operations": []}))
         out_dir = work / "out"
         log = work / "onnx2tf.log"
+        _sample_images(work)
         try:
-            with quiet_native_output(log):
+            with quiet_native_output(log), _cwd(work):
                 import onnx2tf
 
                 version = str(getattr(onnx2tf, "__version__", "unknown"))
