@@ -9,7 +9,8 @@ that crashes or exits takes only its own cell): the synthetic photo set (``edgek
 at ``--size``, a small zoo teacher trained 1 epoch, the student distilled 1 epoch, then, each in its own pipeline
 sharing those cached stages, export_onnx (fp32 + static int8 QDQ, checked by onnxruntime), convert_tflite through
 litert-torch and through onnx2tf (fp32 + full-integer int8, checked by the LiteRT interpreter), prune (structured,
-Torch-Pruning, 30 % of MACs) and qat. Every file is checked by the stage that writes it (fp32: max |logit difference|
+Torch-Pruning, 30 % of MACs) and qat (then its TFLite int8 file, from the learned ranges). Every file is checked
+by the stage that writes it (fp32: max |logit difference|
 vs PyTorch on the test images, shown; int8: full-integer int8 in the file, run by the runtime). The models are barely
 trained, so int8 agreement here would say nothing: this is a table of what converts, not of accuracy
 (benchmarks/real_models.py measures accuracy).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -54,8 +56,12 @@ def _doc(arch: str, photos: Path, size: int, extra: list[dict]) -> dict:
         "data": {"source": "folder", "path": str(photos), "image_size": size, "augment": {"enabled": False}},
         "stages": [
             {"stage": "teacher", "model": {"name": "tiny_cnn"}, "train": {"epochs": 1, "batch_size": 16}},
-            {"stage": "distill", "student": _student(arch, size), "baseline": False,
-             "train": {"epochs": 1, "batch_size": 16}},  # fmt: skip
+            {
+                "stage": "distill",
+                "student": _student(arch, size),
+                "baseline": False,
+                "train": {"epochs": 1, "batch_size": 16},
+            },
             *extra,
         ],
     }
@@ -65,15 +71,32 @@ def _extra(cell: str) -> list[dict]:
     agree = {"min_int8_agreement": 0.0}
     return {
         "onnx": [{"stage": "export_onnx", "models": ["student"], **agree}],
-        "litert-torch": [{"stage": "convert_tflite", "name": "tflite_litert", "converter": "litert-torch",
-                          "precisions": ["fp32", "int8"], "tolerance": 1e-3, **agree}],  # fmt: skip
+        "litert-torch": [
+            {
+                "stage": "convert_tflite",
+                "name": "tflite_litert",
+                "converter": "litert-torch",
+                "precisions": ["fp32", "int8"],
+                "tolerance": 1e-3,
+                **agree,
+            }
+        ],
         "onnx2tf": [
             {"stage": "export_onnx", "models": ["student"], "int8": False},
-            {"stage": "convert_tflite", "name": "tflite_onnx2tf", "converter": "onnx2tf",
-             "precisions": ["fp32", "int8"], "tolerance": 1e-3, **agree},  # fmt: skip
+            {
+                "stage": "convert_tflite",
+                "name": "tflite_onnx2tf",
+                "converter": "onnx2tf",
+                "precisions": ["fp32", "int8"],
+                "tolerance": 1e-3,
+                **agree,
+            },
         ],
         "prune": [{"stage": "prune", "macs_reduction": 0.3, "steps": 1, "finetune": {"epochs": 1, "batch_size": 16}}],
-        "qat": [{"stage": "qat", "train": {"epochs": 1, "batch_size": 16}}],
+        "qat": [
+            {"stage": "qat", "train": {"epochs": 1, "batch_size": 16}},
+            {"stage": "convert_tflite", "name": "tflite_qat", "model": "student_qat", "precisions": ["int8"], **agree},
+        ],
     }[cell]
 
 
@@ -86,7 +109,8 @@ def _manifest_outputs(run: Path, stage_id: str) -> tuple[list[dict], list[str]]:
 
 def _summary(cell: str, run: Path) -> dict:
     """What the cell's stage measured, read back from its manifest."""
-    sid = {"onnx": "export_onnx", "litert-torch": "tflite_litert", "onnx2tf": "tflite_onnx2tf"}.get(cell, cell)
+    sid = {"onnx": "export_onnx", "litert-torch": "tflite_litert", "onnx2tf": "tflite_onnx2tf", "qat": "tflite_qat"}
+    sid = sid.get(cell, cell)
     outputs, notes = _manifest_outputs(run, sid)
     out: dict = {"notes": notes}
     for o in outputs:
@@ -123,11 +147,16 @@ def run_cell(arch: str, cell: str, photos: Path, size: int, runs: Path, timeout:
     return res
 
 
+_WHERE = re.compile(r"^(error: )?(\S+\.yaml:\d+: stages\[\d+\] \(\w+\): (model: )?|stage '\w+': )")
+
+
 def _fmt(cell: str, r: dict) -> str:
     if not r["ok"]:
-        return "failed: " + r["error"].removeprefix("error: ")[:160]
-    if cell in ("prune", "qat"):
+        return "failed: " + _WHERE.sub("", r["error"])[:170]
+    if cell == "prune":
         return "ok"
+    if cell == "qat":
+        return "ok; TFLite int8 from the learned ranges" if r.get("int8") else "ok; no int8 file"
     parts = []
     for prec in ("fp32", "int8"):
         v = r.get(prec)

@@ -454,7 +454,7 @@ def test_npz_readers_refuse_arrays_that_are_not_real(tmp_path, arrays, refusal):
 
     path = _npz(tmp_path / "d.npz", **arrays)
     with pytest.raises(DataError, match=refusal) as exc:
-        load_npz_source(SimpleNamespace(path=str(path), channels=1, image_size=8))
+        load_npz_source(SimpleNamespace(path=str(path), channels=1, image_size=8, fit="stretch"))
     assert "\n" not in str(exc.value)
     if "x_val" not in arrays:
         with pytest.raises(DataError, match=refusal):

@@ -353,7 +353,7 @@ def test_npz_labels_are_bounded(tmp_path, arrays, pattern):
     data.update(arrays)
     np.savez(tmp_path / "d.npz", **{k: v for k, v in data.items() if v is not None})
     with pytest.raises(DataError, match=pattern):
-        load_npz_source(SimpleNamespace(path=str(tmp_path / "d.npz"), channels=None, image_size=8))
+        load_npz_source(SimpleNamespace(path=str(tmp_path / "d.npz"), channels=None, image_size=8, fit="stretch"))
 
 
 # --------------------------------------------------------------------------- 1d. image bombs
@@ -380,7 +380,7 @@ def test_image_bombs_are_one_data_error_whatever_pil_says(tmp_path, size):
             load_image(bomb, 3, 8)
     from types import SimpleNamespace
 
-    raw = load_folder_source(SimpleNamespace(path=str(tmp_path / "root"), channels=1, image_size=8))
+    raw = load_folder_source(SimpleNamespace(path=str(tmp_path / "root"), channels=1, image_size=8, fit="stretch"))
     with pytest.raises(DataError, match=r"bomb\.png' declares"):
         raw.reader(raw.files[0])
 

@@ -228,3 +228,28 @@ def test_pruned_timm_model_is_rebuilt_with_its_own_layer_classes(tmp_path):
     bad = {**structure, "bn1": {**structure["bn1"], "attrs": {"forward": 1}}}
     with pytest.raises(ModelError, match="sets 'forward' on layer 'bn1'"):
         apply_structure(build_model(spec, 3, 10), bad)
+
+
+def test_folding_timm_batchnorm_with_its_activation_keeps_the_activation():
+    """timm's BatchNormAct2d holds the activation after its BatchNorm: QAT's fold leaves that activation in its place
+    (folding it to Identity dropped the ReLU6 of every EfficientNet-Lite block), and the folded model is saved and
+    rebuilt from spec + structure."""
+    from edgekd.compress import qat
+    from edgekd.compress.structure import apply_structure, describe
+
+    spec = {"timm": "efficientnet_lite0"}
+    torch.manual_seed(0)
+    model = build_model(spec, 3, 10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+    folded = qat.fold_batchnorm(model, x)
+    assert "bn1" in folded and type(model.bn1) is torch.nn.ReLU6
+    with torch.no_grad():
+        assert torch.allclose(model(x), before, atol=1e-4)
+    structure = describe(model, build_model(spec, 3, 10))
+    assert structure["bn1"] == {"type": "ReLU6", "inplace": True}
+    rebuilt = apply_structure(build_model(spec, 3, 10), structure).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(x), before, atol=1e-4)

@@ -136,13 +136,43 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> list[str]:
             if getattr(src, "target", None) in (aten.conv2d.default, aten.conv1d.default) and len(src.users) == 1:
                 pairs.append((node_layer(src), node_layer(node)))
     model.eval()
+    with torch.no_grad():
+        before = model(example)
+    folded = []
     for conv_name, bn_name in pairs:
         conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
         if not isinstance(conv, (nn.Conv1d, nn.Conv2d)) or not isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
             continue  # a functional conv or BN inside a custom layer: not a module pair we can swap
+        rest = _after_norm(bn)
+        if rest is None:
+            continue
         _set(model, conv_name, fuse_conv_bn_eval(conv, bn))
-        _set(model, bn_name, nn.Identity())
-    return [bn for _, bn in pairs]
+        _set(model, bn_name, rest)
+        folded.append(bn_name)
+    with torch.no_grad():
+        diff = float((model(example) - before).abs().max())
+    scale = float(before.abs().max()) or 1.0
+    if diff > 1e-3 * max(scale, 1.0):  # folding is exact up to float rounding; anything more is a lost layer
+        raise ModelError(f"model: folding BatchNorm into the convs changed its outputs by {diff:.3g}; edgekd cannot "
+                         "fold this model's normalisation layers")  # fmt: skip
+    return folded
+
+
+def _after_norm(bn: nn.Module) -> nn.Module | None:
+    """What stays of a BatchNorm once folded: Identity for a plain one; for a BatchNorm with its activation inside
+    (timm's BatchNormAct2d: batch_norm -> drop -> act) that activation, so folding never drops it. None when the
+    layer holds more than that (it is left unfolded)."""
+    from edgekd.compress.structure import layer_args
+
+    children = dict(bn.named_children())
+    if not set(children) <= {"drop", "act"}:
+        return None
+    kept = [m for m in children.values() if not isinstance(m, nn.Identity)]
+    if not kept:
+        return nn.Identity()
+    if len(kept) == 1 and "act" in children and kept[0] is children["act"] and layer_args(kept[0]) is not None:
+        return kept[0]
+    return None
 
 
 def _annotate_conv_relu6(gm, config, filter_fn=None) -> None:

@@ -25,6 +25,7 @@ from edgekd.core.errors import ModelError
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.Hardsigmoid)
 
 
 def _plain(v: Any) -> Any:
@@ -62,6 +63,12 @@ def layer_args(mod: nn.Module) -> dict[str, Any] | None:
         return {"type": t, "num_parameters": mod.num_parameters}
     if type(mod) is nn.Identity:
         return {"type": t}
+    if type(mod) in _ACTS:  # an activation left where a folded BatchNormAct2d was (edgekd.compress.qat)
+        args = {"type": t}
+        for k in ("inplace", "approximate", "negative_slope"):
+            if k in vars(mod):
+                args[k] = getattr(mod, k)
+        return args
     return None
 
 
@@ -130,9 +137,9 @@ def build_layer(args: dict[str, Any]) -> nn.Module:
     """The module described by :func:`layer_args` (fresh weights; the checkpoint fills them)."""
     kw = {k: (tuple(v) if isinstance(v, list) and k != "normalized_shape" else v) for k, v in args.items()}
     t = kw.pop("type", None)
-    cls = {c.__name__: c for c in (*_CONV, *_BN, nn.Linear, nn.LayerNorm, nn.GroupNorm, nn.PReLU, nn.Identity)}.get(
-        str(t)
-    )
+    cls = {
+        c.__name__: c for c in (*_CONV, *_BN, *_ACTS, nn.Linear, nn.LayerNorm, nn.GroupNorm, nn.PReLU, nn.Identity)
+    }.get(str(t))
     if cls is None:
         raise ModelError(f"saved structure names layer type {t!r}, which edgekd cannot rebuild")
     try:

@@ -269,8 +269,19 @@ def test_unsupported_op_is_named(tmp_path):
         convert_litert_torch(Fft().eval(), SHAPE, tmp_path / "fft.tflite", "fp32")
     msg = str(exc.value)
     assert msg.startswith("litert-torch could not convert the model: unsupported op") and "fft" in msg
+    assert msg.endswith("; try converter: onnx2tf")
     assert "\n" not in msg
     assert not (tmp_path / "fft.tflite").exists()
+
+
+def test_onnx2tf_failure_names_the_onnx_layer_and_the_other_converter():
+    """onnx2tf logs the ONNX node it failed on (seen converting timm's DeiT: its class-token concat)."""
+    from edgekd.formats.tflite.via_litert_torch import describe_failure
+
+    log = "ERROR: The trace log is below.\nERROR: onnx_op_name: /blocks/blocks.0/attn/Concat\nERROR: Read this"
+    msg = describe_failure("onnx2tf", ValueError('Exception encountered when calling layer "tf.concat_2"'), log)
+    assert msg.startswith("onnx2tf could not convert the model at layer /blocks/blocks.0/attn/Concat: ValueError")
+    assert msg.endswith("; try converter: litert-torch")
 
 
 def test_onnx2tf_converts_an_rgb_model_without_the_network(tmp_path, monkeypatch):
