@@ -195,5 +195,5 @@ def model_key_facts(cfg: StageConfig) -> dict[str, str]:
             facts[f"pretrained:{spec.pretrained}"] = file_sha256(Path(spec.pretrained).expanduser())
         for lib in ("timm", "torchvision"):
             if getattr(spec, lib) is not None:
-                facts.update({k: v for k, v in library_versions((lib,)).items() if k == lib})
+                facts[lib] = library_versions((lib,))[lib]
     return facts

@@ -80,6 +80,10 @@ def prepare_torchvision() -> None:
     _declared.append(lib)
 
 
+def _first(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 def _import(name: str):
     """Import timm or torchvision, or one ModelError saying how to install it."""
     if importlib.util.find_spec(name) is None:
@@ -88,8 +92,7 @@ def _import(name: str):
     try:
         return importlib.import_module(name)
     except Exception as exc:  # a broken install: one line, not its traceback
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"cannot import {name}: {type(exc).__name__}: {first}") from None
+        raise ModelError(f"cannot import {name}: {type(exc).__name__}: {_first(exc)}") from None
 
 
 def _unknown(library: str, name: str, known: list[str]) -> ModelError:
@@ -106,8 +109,7 @@ def build_timm(name: str, in_channels: int, num_classes: int, kwargs: dict) -> n
     try:
         return timm.create_model(name, pretrained=False, **args)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"cannot build timm model '{name}' with {sorted(args)}: {first}") from None
+        raise ModelError(f"cannot build timm model '{name}' with {sorted(args)}: {_first(exc)}") from None
 
 
 def build_torchvision(name: str, in_channels: int, num_classes: int, kwargs: dict) -> nn.Module:
@@ -123,8 +125,8 @@ def build_torchvision(name: str, in_channels: int, num_classes: int, kwargs: dic
     try:
         return tv.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"cannot build torchvision model '{name}' with kwargs {sorted(kwargs)}: {first}") from None
+        why = _first(exc)
+        raise ModelError(f"cannot build torchvision model '{name}' with kwargs {sorted(kwargs)}: {why}") from None
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
