@@ -1,16 +1,19 @@
 """Real architectures on RGB photos: a timm ResNet-18 teacher distilled into a timm MobileNetV3-Small, at 96x96 and
 224x224, over several seeds.
 
-    EDGEKD_TORCHVISION_WITHOUT_OPS=1 python benchmarks/real_models.py     # 96 and 224, 3 seeds (an estimated 80 min)
-    python benchmarks/real_models.py --sizes 96                             # the README's 96x96 table (12 min)
+    python benchmarks/real_models.py --sizes 96                             # the README's 96x96 table (38 min)
+    python benchmarks/real_models.py --sizes 224 --per-class 100 --teacher-epochs 5 --epochs 10 --qat-epochs 2 \
+        --teacher-init runs/real_models/runs-96/seed0/01_teacher/teacher.pt   # 224x224, the teacher from the 96 run
+
+(prefix EDGEKD_TORCHVISION_WITHOUT_OPS=1 where torchvision does not match torch; the script sets it otherwise.)
 
 The data is the shipped synthetic photo set (``edgekd synth-photos``: 10 shape classes in random colour, scale,
 rotation and clutter; procedural, not real photographs), rendered at each size. For each size the teacher is trained
 once (seed 0, its own pipeline run) and every seed then loads that teacher file (``checkpoint:``). Each seed is one
 ``edgekd run`` of teacher -> distill (the student, and the same student from scratch: ``baseline``) ->
-convert_tflite (litert-torch, fp32 and full-integer int8 by post-training quantization) -> benchmark (the agent on
-this host, 1 thread, accuracy on the test split). MobileNetV3's squeeze-excite gate (hardsigmoid) stays float under
-edgekd's QAT path, so the int8 row is post-training quantization, not QAT.
+convert_tflite (litert-torch, fp32 and full-integer int8 by post-training quantization) -> qat (a quantization-aware
+fine-tune of the distilled student, the teacher still in the loss) -> convert_tflite (int8 from the ranges QAT learned)
+-> benchmark (the agent on this host, 1 thread, accuracy on the test split).
 
 Prints a markdown table (mean ± std over the seeds; the teacher is one model) and writes it with every figure to
 ``--out``/real_models-<size>.{md,json}. Peak RSS: the largest single process of the runs (ru_maxrss of the children).
@@ -36,6 +39,8 @@ STUDENT = {"timm": "mobilenetv3_small_100"}
 
 def _doc(size: int, photos: Path, seed: int, args, teacher_file: Path | None) -> dict:
     teacher: dict = {"stage": "teacher", "model": TEACHER}
+    if teacher_file is None and args.teacher_init:  # start from a teacher trained at another size (weights on disk)
+        teacher["model"] = {**TEACHER, "pretrained": str(Path(args.teacher_init).resolve())}
     if teacher_file is None:
         teacher["train"] = {"epochs": args.teacher_epochs, "batch_size": args.batch, "lr": 2e-3, "channels_last": True}
     else:
@@ -46,6 +51,10 @@ def _doc(size: int, photos: Path, seed: int, args, teacher_file: Path | None) ->
          "train": {"epochs": args.epochs, "batch_size": args.batch, "lr": 2e-3, "channels_last": True}},
         {"stage": "convert_tflite", "converter": "litert-torch", "precisions": ["fp32", "int8"],
          "min_int8_agreement": 0.0, "tolerance": 1e-3},
+        {"stage": "qat", "model": "student", "temperature": 4.0, "alpha": 0.7,
+         "train": {"epochs": args.qat_epochs, "batch_size": args.batch, "lr": 5e-4, "channels_last": True}},
+        {"stage": "convert_tflite", "name": "tflite_qat", "model": "student_qat", "precisions": ["int8"],
+         "min_int8_agreement": 0.0},
         {"stage": "benchmark", "threads": 1, "warmup": 10, "runs": args.runs},
     ]  # fmt: skip
     return {
@@ -55,6 +64,9 @@ def _doc(size: int, photos: Path, seed: int, args, teacher_file: Path | None) ->
             "source": "folder",
             "path": str(photos),
             "image_size": size,
+            # the training split's mean/std in every seed: `auto` would take ImageNet's for a teacher given
+            # `pretrained:` (--teacher-init), which is this script's own teacher, not ImageNet weights
+            "normalization": "train_split",
             "augment": {"enabled": True, "max_shift": 0, "max_rotate_deg": 10, "crop_scale": [0.6, 1.0], "hflip": True},
         },
         "stages": stages,
@@ -106,7 +118,14 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--per-class", type=int, default=300, help="synthetic images per class (70/15/15 split)")
     ap.add_argument("--teacher-epochs", type=int, default=15)
+    ap.add_argument(
+        "--teacher-init",
+        type=Path,
+        help="a teacher.pt to start the teacher from (e.g. the one trained "
+        "at 96: runs/real_models/runs-96/seed0/01_teacher/teacher.pt), fine-tuned --teacher-epochs here",
+    )
     ap.add_argument("--epochs", type=int, default=15, help="student epochs (distilled and scratch)")
+    ap.add_argument("--qat-epochs", type=int, default=3, help="quantization-aware fine-tune of the distilled student")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--runs", type=int, default=100, help="timed runs per model in the benchmark")
     ap.add_argument("--out", type=Path, default=Path("runs/real_models"))
@@ -143,17 +162,19 @@ def main() -> int:
             lines.append(
                 f"| {n} | {_ms(shown)} | {_ms(p50)} | {kb:,.0f} |" if kb else f"| {n} | {_ms(shown)} | {_ms(p50)} | — |"
             )
-        int8 = [n for n in names if "int8" in n]
         fp32 = [n for n in names if n.endswith("fp32") and "tflite" in n]
-        diff = [
-            100 * (runs[s][int8[0]]["accuracy"] - runs[s][fp32[0]]["accuracy"]) for s in args.seeds
-        ] if int8 and fp32 else []  # fmt: skip
+        diff = {  # each int8 TFLite file (post-training, and from QAT) against the distilled student's fp32 file
+            n: [100 * (runs[s][n]["accuracy"] - runs[s][fp32[0]]["accuracy"]) for s in args.seeds]
+            for n in names if "int8" in n and "tflite" in n and fp32
+        }  # fmt: skip
         spe = [runs[s]["_distill_s_per_epoch"] for s in args.seeds]
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        diffs = "; ".join(f"{n} − {fp32[0]}: {_ms(d)} points" for n, d in diff.items())
         summary = (
-            f"int8 − fp32 (TFLite, PTQ): {_ms(diff)} points; distill {_ms(spe)} s per epoch "
+            f"{diffs}; distill {_ms(spe)} s per epoch "
             f"({args.per_class * 10 * 7 // 10} training images, batch {args.batch}); peak RSS {peak:,.0f} MB; "
-            f"settings: --per-class {args.per_class} --teacher-epochs {args.teacher_epochs} --epochs {args.epochs}"
+            f"settings: --per-class {args.per_class} --teacher-epochs {args.teacher_epochs} --epochs {args.epochs} "
+            f"--qat-epochs {args.qat_epochs}" + (f" --teacher-init {args.teacher_init}" if args.teacher_init else "")
         )
         table = "\n".join(lines) + "\n\n" + summary
         print("\n" + table + "\n", flush=True)

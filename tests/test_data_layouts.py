@@ -177,6 +177,19 @@ def test_pretrained_library_models_bring_their_normalisation(tmp_path):
         [0.229, 0.224, 0.225]
     )
     assert cfg.data.normalization == "pretrained"
+    # the data stage says so, and how to keep the train split's statistics for weights trained otherwise
+    from types import SimpleNamespace
+
+    from edgekd.data.synthetic import make_photos
+    from edgekd.stages.data import DataStageConfig, run_data
+
+    make_photos(tmp_path / "photos", per_class=7, size=32, seed=0)
+    photos = validate_document({"name": "n", "data": {**data, "path": str(tmp_path / "photos")}, "stages": [teacher]})
+    notes: list[str] = []
+    (tmp_path / "out").mkdir()
+    run_data(DataStageConfig(stage="data", **photos.data.model_dump()), SimpleNamespace(out_dir=tmp_path / "out",
+             note=notes.append), {})  # fmt: skip
+    assert any("[0.485, 0.456, 0.406]" in n and "data.normalization: train_split" in n for n in notes), notes
     given = validate_document(
         {"name": "n", "data": {**data, "mean": [0.5] * 3, "std": [0.25] * 3}, "stages": [teacher]}
     )

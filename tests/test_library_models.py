@@ -13,6 +13,7 @@ import subprocess
 import sys
 from argparse import Namespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -168,9 +169,18 @@ def test_timm_teacher_and_student_through_a_pipeline(tmp_path):
     assert meta["model"] == {"name": None, "import": None, "kwargs": {}, "timm": "mobilenetv3_small_050"}
 
 
-def test_timm_resnet_with_in_place_residuals_gives_int8_qat_files(tmp_path):
-    """timm's ResNet adds its shortcut in place (x += shortcut, aten.add_), which the quantizer does not annotate:
-    QAT rewrites it out of place (edgekd.compress.qat.functional_adds), and both QAT files come out int8 throughout."""
+@pytest.mark.parametrize("name", ["resnet10t", "mobilenetv3_small_050"])
+def test_timm_models_give_int8_qat_files_that_compute_what_qat_trained(name, tmp_path):
+    """Both QAT files of real timm models are int8 throughout, and the TFLite file computes what the fake-quantized
+    model computed in training.
+
+    resnet10t adds its shortcut in place (x += shortcut, aten.add_), which the quantizer does not annotate; QAT
+    rewrites it out of place (edgekd.compress.qat.functional_adds). mobilenetv3_small_050 has hard-swish, a
+    squeeze-excite gate (hardsigmoid, rewritten as hardtanh(x + 3, 0, 6) / 6 by explicit_hardsigmoid) whose input
+    is read by a mean and a mul, and residual adds that feed other adds: all left in float inside the int8 file
+    until edgekd annotated them itself (_annotate_elementwise)."""
+    from ai_edge_litert.interpreter import Interpreter
+
     from edgekd.compress import qat
     from edgekd.compress.qat_export import qat_onnx, qat_tflite
     from edgekd.compress.structure import describe
@@ -178,28 +188,47 @@ def test_timm_resnet_with_in_place_residuals_gives_int8_qat_files(tmp_path):
     from edgekd.formats.onnx_inspect import inspect_onnx
     from edgekd.formats.tflite.flatbuffer import inspect_tflite
 
-    spec = {"timm": "resnet10t"}
+    spec = {"timm": name}
     torch.manual_seed(0)
     model = build_model(spec, 3, 10).eval()
+    with torch.no_grad():  # logits of order 1 rather than timm's near-zero initial ones
+        model.get_classifier().weight.mul_(100.0)
     x = torch.randn(8, 3, 32, 32)
     qat.fold_batchnorm(model, x)
-    qat.check_quantizable(model, x)  # accepts add_ now
+    qat.check_quantizable(model, x)  # accepts add_ and hardsigmoid now
     graph = qat.prepare(model, x)
     targets = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
-    assert "aten.add_.Tensor" not in targets and "aten.add.Tensor" in targets
+    assert not targets & {"aten.add_.Tensor", "aten.hardsigmoid.default", "aten.hardsigmoid_.default"}, targets
     qm = qat.QatModel(graph, observe_epochs=1).train()
     qm(x)
     qm.eval()
+    with torch.no_grad():
+        trained = qm(x).numpy()
     float_state, qat_state = qat.split_state(model, qm.graph)
     qat.write_checkpoint(tmp_path / "m.pt", float_state, qat_state)
     meta = {"input_layout": "NCHW", "input_shape": [1, 3, 32, 32], "mean": [0.0] * 3, "std": [1.0] * 3,
             "labels": list("0123456789"), "model": spec, "qat": {},
             "structure": describe(model, build_model(spec, 3, 10, pretrained=False))}  # fmt: skip
     art = TorchModel("m", tmp_path / "m.pt", meta)
-    qat_tflite(art, tmp_path / "m.tflite")
+    qat_tflite(art, tmp_path / "m.tflite")  # refuses a file with any op left in float
     qat_onnx(art, tmp_path / "m.onnx")
     assert inspect_tflite(tmp_path / "m.tflite")["precision"] == "int8"
     assert inspect_onnx(tmp_path / "m.onnx")["precision"] == "int8"
+    it = Interpreter(model_path=str(tmp_path / "m.tflite"), num_threads=1)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    got = []
+    for sample in x.numpy():
+        it.set_tensor(inp["index"], sample[None])
+        it.invoke()
+        got.append(it.get_tensor(out["index"])[0])
+    # The same scales; the integer kernels round differently from fake quantization (TFLite's int8 HARD_SWISH is
+    # one output step off, measured alone), and those steps add up through an untrained network's layers, so the
+    # check is the pattern of the logits rather than their last digits: a wrong scale anywhere destroys it.
+    got = np.stack(got)
+    centred = np.corrcoef((got - got.mean(0)).ravel(), (trained - trained.mean(0)).ravel())[0, 1]
+    assert centred > 0.95, centred
+    assert (got.argmax(1) == trained.argmax(1)).mean() >= 7 / 8
 
 
 def test_pruned_timm_model_is_rebuilt_with_its_own_layer_classes(tmp_path):

@@ -37,14 +37,16 @@ PATH = "PT2E (torchao.quantization.pt2e.prepare_qat_pt2e / convert_pt2e)"
 # litert-torch to int8 TFLite ops with the ranges around them. Each was measured: a conv -> op -> conv model gives a
 # TFLite file with no float op inside (tests/compress/test_qat_ops.py, `pytest -m slow`). Measured and refused because
 # litert-torch leaves them in float between DEQUANTIZE and QUANTIZE: sin, silu, layer_norm. Anything not measured is
-# refused too; the converted file is checked for float ops anyway (edgekd.compress.qat_export.float_islands). Also
-# measured and refused: hardsigmoid (MobileNetV3's squeeze-excite gate: litert-torch lowers it to an ADD left in
-# float). In-place add_ (a residual written x += shortcut) is made out-of-place before QAT (:func:`functional_adds`).
+# refused too; the converted file is checked for float ops anyway (edgekd.compress.qat_export.float_islands).
+# Rewritten before QAT: in-place add_ (a residual written x += shortcut) as add (:func:`functional_adds`), and
+# hardsigmoid (MobileNetV3's squeeze-excite gate, which litert-torch lowers to an ADD it leaves in float) as its
+# definition, hardtanh(x + 3, 0, 6) / 6 (:func:`explicit_hardsigmoid`).
 SUPPORTED_OPS = frozenset(
     {
         *("conv1d", "conv2d", "linear", "addmm", "add", "add_", "sub", "mul", "div", "cat", "pad", "slice"),
         *("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "mean", "upsample_nearest2d"),
         *("relu", "relu_", "relu6", "hardtanh", "hardtanh_", "clamp", "leaky_relu", "hardswish", "hardswish_", "gelu"),
+        *("hardsigmoid", "hardsigmoid_"),
         "abs",
         *("sigmoid", "tanh", "exp", "softmax"),
         *("view", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "contiguous", "clone", "alias"),
@@ -57,8 +59,8 @@ SUPPORTED_OPS = frozenset(
 )
 SUPPORTED_SUMMARY = (
     "conv, linear, add/sub/mul/div, cat, pad, slice, max/avg/adaptive pooling, mean, nearest upsampling, relu, relu6, "
-    "hardtanh, clamp, leaky_relu, hardswish, gelu, abs, sigmoid, tanh, exp, softmax, reshapes, dropout, BatchNorm "
-    "after a conv"
+    "hardtanh, clamp, leaky_relu, hardswish, hardsigmoid, gelu, abs, sigmoid, tanh, exp, softmax, reshapes, dropout, "
+    "BatchNorm after a conv"
 )
 
 
@@ -215,6 +217,59 @@ def _annotate_conv_relu6(gm, config, filter_fn=None) -> None:
         u._mark_nodes_as_annotated(partition)
 
 
+def _annotate_elementwise(gm, config, filter_fn=None) -> None:
+    """add, mul, cat, hard-swish and mean by their ATen ops, with add/mul -> ReLU (or ReLU6) as one unit.
+
+    litert-torch finds these through ``source_fn_stack``, which only a strict ``torch.export`` records; the
+    non-strict export used here (it traces timm's and torchvision's code) has none, so every residual add was left
+    unannotated. Where an add fed only a quantized conv litert-torch still lowered it to an int8 ADD, but an add that
+    feeds another add (timm's EfficientNet and MobileNetV2 stages) stayed in float inside the int8 file.
+    """
+    from litert_torch.quantize import pt2e_quantizer_utils as u
+    from torch.fx import Node
+
+    aten = torch.ops.aten
+
+    def clamps(node) -> bool:  # a ReLU, or a ReLU6 written as hardtanh(0, 6)
+        if node.target in (aten.relu.default, aten.relu_.default, aten.relu6.default):
+            return True
+        return node.target in (aten.hardtanh.default, aten.hardtanh_.default) and [
+            float(b) for b in node.args[1:3]
+        ] == [0.0, 6.0]
+
+    for n in gm.graph.nodes:
+        if n.op != "call_function" or u._is_annotated([n]) or (filter_fn and not filter_fn(n)):
+            continue
+        if n.target in (aten.add.Tensor, aten.mul.Tensor):
+            inputs = {a: u.get_input_act_qspec(config) for a in n.args[:2] if isinstance(a, Node)}
+            users = list(n.users)
+            if len(users) == 1 and clamps(users[0]) and not u._is_annotated(users):
+                n.meta["quantization_annotation"] = u.QuantizationAnnotation(input_qspec_map=inputs, _annotated=True)
+                users[0].meta["quantization_annotation"] = u.QuantizationAnnotation(
+                    output_qspec=u.get_output_act_qspec(config), _annotated=True
+                )
+                continue
+            n.meta["quantization_annotation"] = u.QuantizationAnnotation(
+                input_qspec_map=inputs, output_qspec=u.get_output_act_qspec(config), _annotated=True
+            )
+        elif n.target in (aten.hardswish.default, aten.hardswish_.default, aten.mean.dim) and isinstance(
+            n.args[0], Node
+        ):  # an output read by more than a conv (squeeze-excite: by a mean and a mul) is quantized at its source
+            n.meta["quantization_annotation"] = u.QuantizationAnnotation(
+                input_qspec_map={n.args[0]: u.get_input_act_qspec(config)},
+                output_qspec=u.get_output_act_qspec(config),
+                _annotated=True,
+            )
+        elif n.target == aten.cat.default and n.args[0] and all(isinstance(a, Node) for a in n.args[0]):
+            first = n.args[0][0]
+            shared = u.SharedQuantizationSpec((first, n))
+            # one range for every input and the output (a concatenation only copies); an input listed twice once
+            inputs = {**{a: shared for a in n.args[0][1:]}, first: u.get_input_act_qspec(config)}
+            n.meta["quantization_annotation"] = u.QuantizationAnnotation(
+                input_qspec_map=inputs, output_qspec=shared, _annotated=True
+            )
+
+
 def make_quantizer():
     """litert-torch's PT2E quantizer for QAT on a BatchNorm-folded model (see the module docstring)."""
     from litert_torch.quantize import pt2e_quantizer as pq
@@ -227,7 +282,10 @@ def make_quantizer():
         def _annotate_all_static_patterns(self, model, quantization_config, filter_fn=None):
             if quantization_config is not None:
                 _annotate_conv_relu6(model, quantization_config, filter_fn)
-            return super()._annotate_all_static_patterns(model, quantization_config, filter_fn)
+            result = super()._annotate_all_static_patterns(model, quantization_config, filter_fn)
+            if quantization_config is not None:
+                _annotate_elementwise(model, quantization_config, filter_fn)
+            return result
 
     cfg = pq.get_symmetric_quantization_config(is_per_channel=True, is_qat=True)
     act = dataclasses.replace(
@@ -253,6 +311,7 @@ def prepare(model: nn.Module, example: torch.Tensor, dynamic: bool = True):
     # so the graph that trains and the graph that converts are the same.
     _strip_dropout(graph)
     functional_adds(graph)
+    explicit_hardsigmoid(graph)
     return prepare_qat_pt2e(graph, make_quantizer())
 
 
@@ -275,6 +334,34 @@ def functional_adds(gm) -> None:
         for user in list(mutated.users):
             if user is not new and user is not node and order.get(user, -1.0) > order[node]:
                 user.replace_input_with(mutated, new)
+        gm.graph.erase_node(node)
+        changed = True
+    if changed:
+        gm.graph.lint()
+        gm.recompile()
+
+
+def explicit_hardsigmoid(gm) -> None:
+    """Rewrite each ``hardsigmoid(x)`` (MobileNetV3's squeeze-excite gate) as ``hardtanh(x + 3, 0, 6) * (1/6)``, its
+    definition, so each step is an int8 op with its own learned range (an int8 ADD with a fused RELU6, then an int8
+    MUL). litert-torch lowers hardsigmoid itself to an ADD it leaves in float inside the int8 file."""
+    aten = torch.ops.aten
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in (aten.hardsigmoid.default, aten.hardsigmoid_.default):
+            continue
+        if node.target is aten.hardsigmoid_.default:  # in place: later readers of its input meant the new value
+            for user in list(node.args[0].users):
+                if user is not node and order.get(user, -1) > order[node]:
+                    user.replace_input_with(node.args[0], node)
+        with gm.graph.inserting_before(node):
+            shifted = gm.graph.call_function(aten.add.Tensor, (node.args[0], 3.0))
+            clamped = gm.graph.call_function(aten.hardtanh.default, (shifted, 0.0, 6.0))
+            gate = gm.graph.call_function(aten.mul.Tensor, (clamped, 1.0 / 6.0))
+        for new in (shifted, clamped, gate):
+            new.meta = dict(node.meta)  # same shape and dtype as the hardsigmoid
+        node.replace_all_uses_with(gate)
         gm.graph.erase_node(node)
         changed = True
     if changed:

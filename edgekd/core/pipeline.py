@@ -52,6 +52,8 @@ def cache_key(stage: Stage, cfg: StageConfig, pipeline: PipelineConfig, inputs: 
     }
     if facts := model_key_facts(cfg):  # only when there are any: the keys of runs before it stay valid
         key["files"] = facts
+    if stage.revision:
+        key["revision"] = stage.revision
     return json_sha256(key)
 
 

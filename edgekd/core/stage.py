@@ -76,6 +76,9 @@ class Stage:
     # the teacher's embeddings are a deterministic forward pass): their cache key leaves the seed out, so runs of
     # several seeds share them
     seeded: bool = True
+    # raised when the stage's own code changes what it writes for the same config and inputs (a QAT graph annotated
+    # differently): the cache key holds it only when non-zero, so the keys of every other stage stay valid
+    revision: int = 0
 
 
 @dataclass
@@ -104,6 +107,7 @@ def register_stage(
     distributed: bool = False,
     seeded: bool = True,
     task: str = IMAGE,
+    revision: int = 0,
 ):
     """Register ``run(cfg, ctx, inputs) -> list[Artifact]`` as the ``task`` form of stage ``name``."""
 
@@ -112,7 +116,8 @@ def register_stage(
         forms = STAGES.get(name) if name in STAGES else STAGES.register(name)(StageForms(name))
         if task in forms.forms:
             raise ValueError(f"stage '{name}' registered twice for task '{task}'")
-        forms.forms[task] = Stage(name, config_cls, fn, inputs, libraries, doc, check, distributed, seeded)
+        forms.forms[task] = Stage(name, config_cls, fn, inputs, libraries, doc, check, distributed, seeded,
+                                   revision)  # fmt: skip
         return fn
 
     return deco

@@ -31,6 +31,11 @@ def run_data(cfg: DataStageConfig, ctx, inputs) -> list[Dataset]:
     counts = {s: len(v[1]) for s, v in data.arrays.items()}
     data_meta = data.meta()
     ctx.note(f"data: {cfg.source}, {data.num_classes} classes, splits {counts}, input {list(data.input_shape)}")
+    if cfg.normalization == "pretrained":  # `auto` found a timm/torchvision model given `pretrained:` weights
+        ctx.note(
+            f"data: normalised with the mean {cfg.mean} and std {cfg.std} the library's pretrained weights were "
+            "trained with; set data.normalization: train_split if your pretrained file was trained otherwise"
+        )
     path = data.save(ctx.out_dir / "dataset.npz")
     del data
     shutil.rmtree(work, ignore_errors=True)

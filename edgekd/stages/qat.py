@@ -61,7 +61,8 @@ def _check(cfg: QatConfig, pipeline) -> list[str]:
     return check_qat(cfg, pipeline)
 
 
-@register_stage("qat", QatConfig, _inputs, ("torchao", "litert-torch"), check=_check)
+# revision 1: add/mul/cat/hardswish/mean annotated by edgekd and hardsigmoid rewritten (another fake-quant graph)
+@register_stage("qat", QatConfig, _inputs, ("torchao", "litert-torch"), check=_check, revision=1)
 def run_qat(cfg: QatConfig, ctx, inputs) -> list:
     """Fold BatchNorm, fake-quantize weights and activations, fine-tune with distillation, save weights + ranges."""
     from edgekd.compress import qat

@@ -202,3 +202,25 @@ def test_fused_fake_quant_would_train_other_scales_than_the_files_get():
             assert rel_w == 0.0 and same_a
         else:  # per-channel weights: 255/254 (0.39 %); a narrow activation range ignores the minimum scale
             assert 0.003 < rel_w < 0.005 and not same_a
+
+
+class _Gates(nn.Module):
+    """hardsigmoid out of place and in place (a tensor read again after its in-place gate)."""
+
+    def forward(self, x):
+        g = nn.functional.hardsigmoid(x * 2.0)
+        h = x - 1.0
+        nn.functional.hardsigmoid(h, inplace=True)
+        return g * x + h
+
+
+def test_hardsigmoid_rewritten_as_its_definition_computes_the_same():
+    """explicit_hardsigmoid replaces every hardsigmoid (in place too) by hardtanh(x + 3, 0, 6) / 6: no hardsigmoid
+    is left, and the graph computes what the model did, also where a later op reads an in-place gate's input."""
+    x = torch.linspace(-6, 6, 2 * 3 * 4 * 4).reshape(2, 3, 4, 4)
+    model = _Gates().eval()
+    graph = qat.export_graph(model, x, dynamic=False).module()
+    qat.explicit_hardsigmoid(graph)
+    targets = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
+    assert not any("hardsigmoid" in t for t in targets), targets
+    assert torch.allclose(graph(x[:1]), model(x[:1]), atol=1e-6)

@@ -35,7 +35,10 @@ BETWEEN = {
     "leaky_relu": nn.functional.leaky_relu,
     "hardswish": nn.functional.hardswish,
     "hardswish_": lambda x: nn.functional.hardswish(x, inplace=True),  # timm / torchvision MobileNetV3 (inplace=True)
-    "hardsigmoid": nn.functional.hardsigmoid,  # their squeeze-excite gate
+    "hardsigmoid": nn.functional.hardsigmoid,  # their squeeze-excite gate (rewritten as hardtanh(x + 3, 0, 6) / 6)
+    "hardsigmoid_": lambda x: nn.functional.hardsigmoid(x, inplace=True),
+    "squeeze-excite": lambda x: x * nn.functional.hardsigmoid(x.mean((2, 3), keepdim=True)),  # a tensor read twice
+    "add chain": lambda x: (x + x.abs()) + x,  # an add feeding an add (timm EfficientNet / MobileNetV2 stages)
     "dropout_": lambda x: nn.functional.dropout(x, 0.2, training=False, inplace=True),
     "gelu": nn.functional.gelu,
     "abs": torch.abs,
