@@ -39,9 +39,9 @@ STUDENT = {"timm": "mobilenetv3_small_100"}
 
 def _doc(size: int, photos: Path, seed: int, args, teacher_file: Path | None) -> dict:
     teacher: dict = {"stage": "teacher", "model": TEACHER}
-    if teacher_file is None and args.teacher_init:  # start from a teacher trained at another size (weights on disk)
-        teacher["model"] = {**TEACHER, "pretrained": str(Path(args.teacher_init).resolve())}
     if teacher_file is None:
+        if args.teacher_init:  # start from a teacher trained at another size (weights on disk)
+            teacher["model"] = {**TEACHER, "pretrained": str(Path(args.teacher_init).resolve())}
         teacher["train"] = {"epochs": args.teacher_epochs, "batch_size": args.batch, "lr": 2e-3, "channels_last": True}
     else:
         teacher["checkpoint"] = str(teacher_file)

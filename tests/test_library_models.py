@@ -175,7 +175,7 @@ def test_timm_models_give_int8_qat_files_that_compute_what_qat_trained(name, tmp
     model computed in training.
 
     resnet10t adds its shortcut in place (x += shortcut, aten.add_), which the quantizer does not annotate; QAT
-    rewrites it out of place (edgekd.compress.qat.functional_adds). mobilenetv3_small_050 has hard-swish, a
+    rewrites it out of place (edgekd.compress.qat.out_of_place). mobilenetv3_small_050 has hard-swish, a
     squeeze-excite gate (hardsigmoid, rewritten as hardtanh(x + 3, 0, 6) / 6 by explicit_hardsigmoid) whose input
     is read by a mean and a mul, and residual adds that feed other adds: all left in float inside the int8 file
     until edgekd annotated them itself (_annotate_elementwise)."""

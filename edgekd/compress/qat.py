@@ -38,7 +38,7 @@ PATH = "PT2E (torchao.quantization.pt2e.prepare_qat_pt2e / convert_pt2e)"
 # TFLite file with no float op inside (tests/compress/test_qat_ops.py, `pytest -m slow`). Measured and refused because
 # litert-torch leaves them in float between DEQUANTIZE and QUANTIZE: sin, silu, layer_norm. Anything not measured is
 # refused too; the converted file is checked for float ops anyway (edgekd.compress.qat_export.float_islands).
-# Rewritten before QAT: in-place add_ (a residual written x += shortcut) as add (:func:`functional_adds`), and
+# Rewritten before QAT: in-place add_ (a residual written x += shortcut) as add (:func:`out_of_place`), and
 # hardsigmoid (MobileNetV3's squeeze-excite gate, which litert-torch lowers to an ADD it leaves in float) as its
 # definition, hardtanh(x + 3, 0, 6) / 6 (:func:`explicit_hardsigmoid`).
 SUPPORTED_OPS = frozenset(
@@ -177,6 +177,17 @@ def _after_norm(bn: nn.Module) -> nn.Module | None:
     return None
 
 
+def _is_relu6(node) -> bool:
+    """relu6, or hardtanh clamping to [0, 6] (how torch writes ReLU6; hardtanh's own default is [-1, 1])."""
+    aten = torch.ops.aten
+    if node.target == aten.relu6.default:
+        return True
+    if node.target not in (aten.hardtanh.default, aten.hardtanh_.default):
+        return False
+    bounds = [*node.args[1:3], *(-1.0, 1.0)[len(node.args[1:3]) :]]
+    return [float(b) for b in bounds] == [0.0, 6.0]
+
+
 def _annotate_conv_relu6(gm, config, filter_fn=None) -> None:
     """Conv followed by ReLU6 (hardtanh 0..6) as one quantized unit, like litert-torch's conv_relu for ReLU.
 
@@ -190,15 +201,10 @@ def _annotate_conv_relu6(gm, config, filter_fn=None) -> None:
     aten = torch.ops.aten
     convs = {aten.conv1d.default, aten.conv2d.default, aten.convolution.default}
     for n in gm.graph.nodes:
-        if n.op != "call_function" or n.target not in (
-            aten.hardtanh.default,
-            aten.hardtanh_.default,
-            aten.relu6.default,
-        ):
+        if n.op != "call_function" or not _is_relu6(n):
             continue
-        bounds = [0.0, 6.0] if n.target == aten.relu6.default else [*n.args[1:3], *(-1.0, 1.0)[len(n.args[1:3]) :]]
         conv = n.args[0]
-        if [float(b) for b in bounds] != [0.0, 6.0] or not isinstance(conv, Node) or conv.target not in convs:
+        if not isinstance(conv, Node) or conv.target not in convs:
             continue
         if len(conv.users) != 1:
             continue
@@ -230,12 +236,8 @@ def _annotate_elementwise(gm, config, filter_fn=None) -> None:
 
     aten = torch.ops.aten
 
-    def clamps(node) -> bool:  # a ReLU, or a ReLU6 written as hardtanh(0, 6)
-        if node.target in (aten.relu.default, aten.relu_.default, aten.relu6.default):
-            return True
-        return node.target in (aten.hardtanh.default, aten.hardtanh_.default) and [
-            float(b) for b in node.args[1:3]
-        ] == [0.0, 6.0]
+    def clamps(node) -> bool:
+        return node.target in (aten.relu.default, aten.relu_.default) or _is_relu6(node)
 
     for n in gm.graph.nodes:
         if n.op != "call_function" or u._is_annotated([n]) or (filter_fn and not filter_fn(n)):
@@ -310,23 +312,30 @@ def prepare(model: nn.Module, example: torch.Tensor, dynamic: bool = True):
     # litert-torch 0.10 mis-scales the bias after a dropout (see via_litert_torch); dropout is off during QAT too,
     # so the graph that trains and the graph that converts are the same.
     _strip_dropout(graph)
-    functional_adds(graph)
+    out_of_place(graph)
     explicit_hardsigmoid(graph)
     return prepare_qat_pt2e(graph, make_quantizer())
 
 
-def functional_adds(gm) -> None:
-    """Rewrite each in-place ``aten.add_`` (timm's ResNet: ``x += shortcut``) as ``aten.add``: the quantizer annotates
-    only the out-of-place op, and an unannotated add_ leaves the layers around it in float (tests/compress/
-    test_qat_ops.py). Later readers of the tensor it mutated read the new node instead, which is what add_ meant."""
-    aten = torch.ops.aten
+# in-place ops met in library models -> their out-of-place form (the quantizer annotates only the latter)
+OUT_OF_PLACE = {
+    torch.ops.aten.add_.Tensor: torch.ops.aten.add.Tensor,  # timm's ResNet: x += shortcut
+    torch.ops.aten.hardsigmoid_.default: torch.ops.aten.hardsigmoid.default,
+}
+
+
+def out_of_place(gm) -> None:
+    """Rewrite each in-place op of :data:`OUT_OF_PLACE` (``aten.add_``, ``aten.hardsigmoid_``) as its out-of-place
+    form: the quantizer annotates only that, and an unannotated add_ leaves the layers around it in float
+    (tests/compress/test_qat_ops.py). Later readers of the tensor it mutated read the new node instead, which is what
+    the in-place op meant."""
     order = {n: float(i) for i, n in enumerate(gm.graph.nodes)}
     changed = False
     for node in list(gm.graph.nodes):
-        if node.op != "call_function" or node.target is not aten.add_.Tensor:
+        if node.op != "call_function" or node.target not in OUT_OF_PLACE:
             continue
         with gm.graph.inserting_after(node):
-            new = gm.graph.call_function(aten.add.Tensor, node.args, node.kwargs)
+            new = gm.graph.call_function(OUT_OF_PLACE[node.target], node.args, node.kwargs)
         new.meta = dict(node.meta)
         order[new] = order[node] + 0.5
         node.replace_all_uses_with(new)
@@ -344,17 +353,13 @@ def functional_adds(gm) -> None:
 def explicit_hardsigmoid(gm) -> None:
     """Rewrite each ``hardsigmoid(x)`` (MobileNetV3's squeeze-excite gate) as ``hardtanh(x + 3, 0, 6) * (1/6)``, its
     definition, so each step is an int8 op with its own learned range (an int8 ADD with a fused RELU6, then an int8
-    MUL). litert-torch lowers hardsigmoid itself to an ADD it leaves in float inside the int8 file."""
+    MUL). litert-torch lowers hardsigmoid itself to an ADD it leaves in float inside the int8 file. The in-place form
+    is made out of place first (:func:`out_of_place`)."""
     aten = torch.ops.aten
-    order = {n: i for i, n in enumerate(gm.graph.nodes)}
     changed = False
     for node in list(gm.graph.nodes):
-        if node.op != "call_function" or node.target not in (aten.hardsigmoid.default, aten.hardsigmoid_.default):
+        if node.op != "call_function" or node.target is not aten.hardsigmoid.default:
             continue
-        if node.target is aten.hardsigmoid_.default:  # in place: later readers of its input meant the new value
-            for user in list(node.args[0].users):
-                if user is not node and order.get(user, -1) > order[node]:
-                    user.replace_input_with(node.args[0], node)
         with gm.graph.inserting_before(node):
             shifted = gm.graph.call_function(aten.add.Tensor, (node.args[0], 3.0))
             clamped = gm.graph.call_function(aten.hardtanh.default, (shifted, 0.0, 6.0))

@@ -215,11 +215,13 @@ class _Gates(nn.Module):
 
 
 def test_hardsigmoid_rewritten_as_its_definition_computes_the_same():
-    """explicit_hardsigmoid replaces every hardsigmoid (in place too) by hardtanh(x + 3, 0, 6) / 6: no hardsigmoid
-    is left, and the graph computes what the model did, also where a later op reads an in-place gate's input."""
+    """out_of_place then explicit_hardsigmoid replace every hardsigmoid (in place too) by hardtanh(x + 3, 0, 6) / 6:
+    no hardsigmoid is left, and the graph computes what the model did, also where a later op reads an in-place
+    gate's input."""
     x = torch.linspace(-6, 6, 2 * 3 * 4 * 4).reshape(2, 3, 4, 4)
     model = _Gates().eval()
     graph = qat.export_graph(model, x, dynamic=False).module()
+    qat.out_of_place(graph)  # the in-place gate first, as qat.prepare does
     qat.explicit_hardsigmoid(graph)
     targets = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
     assert not any("hardsigmoid" in t for t in targets), targets
